@@ -1,0 +1,93 @@
+"""Atomic, pickle-free files: tensors in safetensors, everything else in JSON.
+
+Every write goes to a temporary file in the same folder, is fsynced, then renamed over the target, so
+killing the process at any moment leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .errors import UserError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """Read JSON with a one-line error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is not valid JSON ({e})") from None
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
+    """Atomically write tensors (made contiguous, on CPU) and a JSON metadata blob to a safetensors file."""
+    t = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, st_save(t, metadata={"json": json.dumps(meta or {})}))
+
+
+def load_tensors(path: Path, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a safetensors file written by ``save_tensors``: (tensors, metadata). Never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    data = path.read_bytes()
+    try:
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        meta = json.loads(header.get("__metadata__", {}).get("json", "{}"))
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is corrupt or not a safetensors file ({str(e).splitlines()[0][:120]})") from None
+    return tensors, meta
+
+
+def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """load_state_dict with a one-line error when the checkpoint belongs to another model."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    bad = [k for k in own if k in tensors and tensors[k].shape != own[k].shape]
+    if missing or extra or bad:
+        detail = (f"{len(missing)} missing, {len(extra)} unexpected, {len(bad)} mis-shaped tensors"
+                  + (f", e.g. {bad[0]}: {tuple(tensors[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}" if bad else "")
+                  + (f", e.g. missing {missing[0]}" if missing and not bad else ""))
+        raise UserError(f"checkpoint {source} does not match this model's config ({detail})")
+    module.load_state_dict(tensors)

@@ -1,0 +1,197 @@
+"""Command line: flags -> typed configs -> library calls. No math here.
+
+User errors (UserError, bad flag values) print one line, ``error: ...``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="diffuse: train, sample and evaluate diffusion models.")
+
+
+def _bar(total: int | None, desc: str, unit: str = "it"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True, file=sys.stderr)
+
+
+@app.command()
+def train(
+    data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file"),
+    data_dir: Optional[str] = typer.Option(None, help="folder with the Fashion-MNIST IDX files (else $DIFFUSE_DATA, then the Debian package)"),
+    cond: str = typer.Option("none", help="none | class"),
+    out: Optional[str] = typer.Option(None, help="run directory (default runs/<data>)"),
+    steps: Optional[int] = typer.Option(None, help="training steps (total, also across --resume)"),
+    minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes (total, also across --resume)"),
+    preset: Optional[str] = typer.Option(None, help="U-Net width/depth preset: tiny | fmnist | small | base | large"),
+    param: str = typer.Option("edm", help="parameterization: edm | eps | v | x0"),
+    weighting: Optional[str] = typer.Option(None, help="loss weighting: edm | eps | min_snr | v | x0 (default: natural for --param)"),
+    sigma_density: Optional[str] = typer.Option(None, help="training noise levels: lognormal (EDM) | vp (uniform DDPM t)"),
+    beta_schedule: str = typer.Option("linear", help="VP schedule for eps/v/x0 models: linear | cosine | sigmoid"),
+    zero_terminal_snr: bool = typer.Option(False, help="rescale the VP schedule to zero terminal SNR"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size (default from the dataset recipe)"),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate (default from the dataset recipe)"),
+    warmup_steps: int = typer.Option(200, help="linear learning-rate warm-up steps"),
+    ema_kimg: Optional[float] = typer.Option(None, help="EMA half-life in thousands of images"),
+    label_dropout: float = typer.Option(0.1, help="probability of the null label (classifier-free guidance)"),
+    dropout: Optional[float] = typer.Option(None, help="U-Net dropout (default from the preset)"),
+    flip: bool = typer.Option(False, help="random horizontal flips"),
+    precision: str = typer.Option("auto", help="auto | bf16 | fp32 (auto: bf16 on GPUs and AMX CPUs)"),
+    seed: int = typer.Option(0),
+    sample_every: int = typer.Option(1000, help="write a sample grid every N steps"),
+    checkpoint_every: int = typer.Option(1000, help="checkpoint every N steps"),
+    log_every: int = typer.Option(50, help="append to metrics.jsonl every N steps"),
+    resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
+) -> None:
+    """Train a diffusion model; writes RUN/config.json, model.safetensors, state/, samples/, metrics.jsonl."""
+    from .train import TrainConfig
+    from .train import train as run_train
+
+    overrides = {} if dropout is None else {"dropout": dropout}
+    out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
+    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, out=out, preset=preset, net_overrides=overrides, param=param,
+                      weighting=weighting, sigma_density=sigma_density, beta_schedule=beta_schedule,
+                      zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
+                      warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, steps=steps, minutes=minutes,
+                      seed=seed, precision=precision, log_every=log_every, sample_every=sample_every,
+                      checkpoint_every=checkpoint_every)
+    bar = None
+
+    def progress(rec: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            total = rec["total_steps"] if rec["total_steps"] else int(rec["total_seconds"])
+            bar = _bar(total, "train", "step" if rec["total_steps"] else "s")
+        bar.n = rec["step"] if rec["total_steps"] else min(int(rec["seconds"]), bar.total)
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_per_s']:.0f}", step=rec["step"])
+        bar.refresh()
+
+    try:
+        res = run_train(cfg, resume=resume, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    state = "interrupted; resume with --resume" if res.interrupted else "done"
+    typer.echo(f"{state}: step {res.step}, {res.nimg} images, {res.seconds:.0f} s. Weights: {res.run_dir / 'model.safetensors'}; "
+               f"samples: {res.run_dir / 'samples'}")
+
+
+def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: int, batch_size: int, precision: str):
+    from .generate import SampleConfig
+
+    return SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
+                        batch_size=batch_size, precision=precision)
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="run directory"),
+    n: int = typer.Option(64, help="number of images"),
+    sampler: str = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m"),
+    steps: int = typer.Option(20, help="sampler steps (heun costs 2 evaluations per step)"),
+    schedule: str = typer.Option("karras", help="karras | vp (the DDPM training timesteps)"),
+    guidance: float = typer.Option(1.0, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger"),
+    label: Optional[int] = typer.Option(None, help="class to sample (default: round robin, i mod classes)"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(256),
+    precision: str = typer.Option("auto", help="auto | bf16 | fp32"),
+    out: Path = typer.Option(..., help="FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels int64 [N])"),
+) -> None:
+    """Sample images from a trained run."""
+    import numpy as np
+
+    from .checkpoint import atomic_write_bytes
+    from .generate import generate, round_robin_labels
+    from .images import save_grid
+    from .model import load_model
+
+    if out.suffix not in (".png", ".npz"):
+        raise UserError(f"--out must end in .png or .npz, got {out}")
+    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
+    model, mcfg = load_model(run)
+    if n <= 0:
+        raise UserError(f"--n must be a positive integer, got {n}")
+    labels = round_robin_labels(n, mcfg.num_classes, label)
+    scfg.validate(mcfg.num_classes)
+    with _bar(n, "sample", "img") as bar:
+        images = generate(model, n, scfg, labels, progress=bar.update)
+    if out.suffix == ".png":
+        save_grid(out, images, labels)
+    else:
+        import io
+
+        arrays = {"images": images.permute(0, 2, 3, 1).numpy()}
+        if labels is not None:
+            arrays["labels"] = labels.numpy().astype(np.int64)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(out, buf.getvalue())
+    typer.echo(f"wrote {n} samples to {out}")
+
+
+@app.command("eval")
+def eval_(
+    run: Path = typer.Argument(..., help="run directory"),
+    n: int = typer.Option(1000, help="number of samples"),
+    sampler: str = typer.Option("dpmpp_2m"),
+    steps: int = typer.Option(20),
+    schedule: str = typer.Option("karras"),
+    guidance: float = typer.Option(1.0),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(256),
+    precision: str = typer.Option("auto"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """FID (domain-classifier features, test split as reference) and label accuracy of samples."""
+    from .metrics import evaluate
+
+    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
+    with _bar(n, "eval", "img") as bar:
+        res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update)
+    if json_out:
+        typer.echo(json.dumps(res))
+        return
+    typer.echo(f"FID {res['fid']:.2f} at n={res['n']} (real training images at the same n: {res['fid_real']:.2f})")
+    typer.echo(f"  features: {res['feature_net']}; reference: {res['reference']}")
+    typer.echo(f"  domain classifier test accuracy: {res['classifier_test_accuracy']:.1%}")
+    if "label_accuracy" in res:
+        typer.echo(f"  label accuracy of samples: {res['label_accuracy']:.1%}")
+    typer.echo(f"  sampler {res['sample_sampler']}, {res['sample_steps']} steps, {res['sample_schedule']} schedule, "
+               f"guidance {res['sample_guidance']}, seed {res['sample_seed']}; sampling took {res['sample_seconds']:.1f} s")
+    typer.echo(f"  note: {res['note']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; one line and exit status 2 for user errors."""
+    import click
+
+    cmd = typer.main.get_command(app)
+    try:
+        rv = cmd.main(args=argv, prog_name="diffuse", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except (UserError, click.UsageError, click.BadParameter) as e:
+        msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
+        typer.echo(f"error: {msg}", err=True)
+        return 2
+    except ValueError as e:  # config validation inside the library (e.g. an unknown sampler name)
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Sampling from a trained denoiser: sigma schedule -> guidance wrapper -> sampler -> uint8 images."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import schedules
+from .data import to_uint8
+from .errors import UserError
+from .guidance import cfg as cfg_wrap
+from .guidance import class_null
+from .precond import Precond
+from .samplers import get_sampler
+
+
+@dataclass
+class SampleConfig:
+    """How to sample. ``guidance`` follows the convention in guidance.py: 1 = no guidance, 0 = unconditional.
+    ``schedule``: ``karras`` (rho = 7 over the model's sigma range) or ``vp`` (the DDPM training timesteps,
+    ``spacing`` leading / trailing / linspace)."""
+
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    schedule: str = "karras"
+    spacing: str = "leading"
+    guidance: float = 1.0
+    seed: int = 0
+    batch_size: int = 256
+    precision: str = "auto"
+
+    def validate(self, num_classes: int) -> None:
+        get_sampler(self.sampler)
+        if self.steps <= 0:
+            raise UserError(f"--steps must be a positive integer, got {self.steps}")
+        if self.batch_size <= 0:
+            raise UserError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.schedule not in ("karras", "vp"):
+            raise UserError(f"unknown schedule {self.schedule!r}; choose karras or vp")
+        if self.guidance != 1.0 and num_classes == 0:
+            raise UserError("--guidance needs a conditional model; this one is unconditional")
+        if self.guidance < 0:
+            raise UserError(f"--guidance must be >= 0, got {self.guidance}")
+
+
+def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
+    """The sampling sigmas [steps + 1] (ending in 0) for this model."""
+    if cfg.schedule == "vp":
+        if cfg.steps > model.cfg.T:
+            raise UserError(f"--steps {cfg.steps} exceeds the {model.cfg.T} timesteps of the VP schedule")
+        return schedules.vp_discrete_sigmas(cfg.steps, model.cfg.abar(), cfg.spacing)  # type: ignore[arg-type]
+    lo, hi = model.sigma_range
+    return schedules.karras_sigmas(cfg.steps, lo, hi)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether bf16 autocast is the fast path: on CUDA with bf16 support, and on CPUs with AMX tiles
+    (without AMX, this CPU path runs bf16 convolutions slower than float32)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast context on ``device``, or a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> torch.Tensor | None:
+    """Labels for n samples: all ``label``, or i mod num_classes; None for an unconditional model."""
+    if num_classes == 0:
+        if label is not None:
+            raise UserError("--label needs a class-conditional model; this one is unconditional")
+        return None
+    if label is not None and not 0 <= label < num_classes:
+        raise UserError(f"--label {label} is out of range: this model has classes 0..{num_classes - 1}")
+    return torch.full((n,), label) if label is not None else torch.arange(n) % num_classes
+
+
+@torch.no_grad()
+def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | None = None,
+             progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """n samples as uint8 [n, C, H, W]. Image i starts from noise seeded by (seed, i), so deterministic
+    samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise."""
+    num_classes = model.net.cfg.num_classes
+    cfg.validate(num_classes)
+    if n <= 0:
+        raise UserError(f"--n must be a positive integer, got {n}")
+    device = next(model.parameters()).device
+    c, h, w = model.net.cfg.out_channels, model.net.cfg.image_size, model.net.cfg.image_size
+    sigmas = sigma_schedule(model, cfg)
+    denoiser = cfg_wrap(model, cfg.guidance, class_null(num_classes)) if num_classes else model
+    sampler = get_sampler(cfg.sampler)
+    bf16 = use_bf16(cfg.precision, device)
+    out = []
+    for start in range(0, n, cfg.batch_size):
+        b = min(cfg.batch_size, n - start)
+        z = torch.stack([torch.randn(c, h, w, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + start + i))
+                         for i in range(b)]).to(device)  # [b, C, H, W]
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
+        cond = labels[start : start + b].to(device) if labels is not None else None
+        with autocast(device, bf16):
+            x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen)
+        out.append(to_uint8(x).cpu())
+        if progress is not None:
+            progress(b)
+    return torch.cat(out)

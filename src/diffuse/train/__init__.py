@@ -1,0 +1,6 @@
+"""Training: loop, EMA, AMP, checkpoint/resume."""
+
+from .config import RECIPES, TrainConfig
+from .loop import TrainResult, train
+
+__all__ = ["RECIPES", "TrainConfig", "TrainResult", "train"]

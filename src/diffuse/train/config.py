@@ -1,0 +1,97 @@
+"""Training configuration and the recipes that fill in per-dataset defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import UserError
+from ..losses import WEIGHTINGS
+from ..precond import PARAMETERIZATIONS
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``None`` fields are filled from the dataset's recipe (``RECIPES``)."""
+
+    data: str = "digits"
+    data_dir: str | None = None
+    cond: str = "none"  # none | class
+    out: str = "runs/digits"
+    preset: str | None = None  # U-Net width/depth preset
+    net_overrides: dict[str, Any] = field(default_factory=dict)
+    # objective
+    param: str = "edm"  # edm | eps | v | x0
+    weighting: str | None = None  # defaults to the parameterization's natural loss
+    sigma_density: str | None = None  # lognormal | vp
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    beta_schedule: str = "linear"
+    zero_terminal_snr: bool = False
+    min_snr_gamma: float = 5.0
+    label_dropout: float = 0.1
+    # optimisation
+    batch_size: int | None = None
+    lr: float | None = None
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_halflife_kimg: float | None = None
+    ema_rampup_ratio: float = 0.05
+    flip: bool = False
+    # budget and bookkeeping
+    steps: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    precision: str = "auto"  # auto | bf16 | fp32
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 1000
+    max_nan_steps: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the recipe defaults filled in and every value checked (one-line errors)."""
+        c = TrainConfig(**asdict(self))
+        recipe = RECIPES.get(c.data, RECIPES["_default"])
+        for k, v in recipe.items():
+            if k != "default_steps" and getattr(c, k) is None:
+                setattr(c, k, v)
+        c.weighting = c.weighting or {"edm": "edm", "eps": "eps", "v": "v", "x0": "x0"}[c.param] if c.param in PARAMETERIZATIONS else None
+        c.sigma_density = c.sigma_density or ("lognormal" if c.param == "edm" else "vp")
+        if c.steps is None and c.minutes is None:
+            c.steps = recipe["default_steps"]
+        c.validate()
+        return c
+
+    def validate(self) -> None:
+        checks = [
+            (self.param in PARAMETERIZATIONS, f"--param must be one of {', '.join(PARAMETERIZATIONS)}, got {self.param!r}"),
+            (self.weighting in WEIGHTINGS, f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}"),
+            (self.sigma_density in ("lognormal", "vp"), f"--sigma-density must be lognormal or vp, got {self.sigma_density!r}"),
+            (self.beta_schedule in ("linear", "cosine", "sigmoid"), f"--beta-schedule must be linear, cosine or sigmoid, got {self.beta_schedule!r}"),
+            (self.cond in ("none", "class"), f"--cond must be none or class, got {self.cond!r}"),
+            (self.steps is None or self.steps > 0, f"--steps must be a positive integer, got {self.steps}"),
+            (self.minutes is None or self.minutes > 0, f"--minutes must be positive, got {self.minutes}"),
+            (self.batch_size is not None and self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
+            (self.lr is not None and self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 <= self.label_dropout < 1, f"--label-dropout must be in [0, 1), got {self.label_dropout}"),
+            (self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
+            (self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
+            (self.ema_halflife_kimg is not None and self.ema_halflife_kimg >= 0, f"--ema-kimg must be >= 0, got {self.ema_halflife_kimg}"),
+            (min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "--log-every, --sample-every and --checkpoint-every must be positive"),
+            (self.precision in ("auto", "bf16", "fp32"), f"--precision must be auto, bf16 or fp32, got {self.precision!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+
+
+# Per-dataset defaults. The Fashion-MNIST recipe is the one benchmarks/fmnist_recipe.py measures.
+RECIPES: dict[str, dict[str, Any]] = {
+    "digits": dict(preset="tiny", batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=1500),
+    "fashion-mnist": dict(preset="fmnist", batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=20000),
+    "_default": dict(preset="base", batch_size=64, lr=1e-3, ema_halflife_kimg=50.0, default_steps=20000),
+}

@@ -1,0 +1,220 @@
+"""The training loop: batch -> sigma ~ p_train -> weighted denoising loss -> AdamW -> EMA, with atomic
+checkpoints, exact resume, a wall-clock budget, sample grids and metrics.jsonl.
+
+    RUN/config.json, RUN/model.safetensors (EMA), RUN/state/state.safetensors (raw weights, EMA, AdamW,
+    step; no RNG state is needed because every random draw is seeded by (seed, step)), RUN/samples/,
+    RUN/metrics.jsonl
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import schedules
+from ..checkpoint import load_into, load_tensors, save_tensors, write_json
+from ..data import ImageDataset, get_batch, load_dataset, step_generator
+from ..errors import UserError
+from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
+from ..guidance import drop_labels
+from ..images import save_grid
+from ..losses import denoising_loss
+from ..model import RUN_FORMAT, ModelConfig, build_denoiser, read_run_config
+from ..nets import preset
+from ..precond import Precond, PrecondConfig
+from .config import TrainConfig
+from .ema import ema_beta, ema_update
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    nimg: int
+    seconds: float
+    interrupted: bool
+    last_loss: float
+
+
+def model_config_for(cfg: TrainConfig, ds: ImageDataset) -> ModelConfig:
+    """The model a training config asks for, shaped to the dataset."""
+    c, h, w = ds.shape
+    if h != w:
+        raise UserError(f"images must be square, got {h}x{w}")
+    if cfg.cond == "class" and ds.num_classes < 2:
+        raise UserError(f"--cond class needs a labelled dataset with at least 2 classes; {ds.name} has {ds.num_classes}")
+    names = ds.class_names if cfg.cond == "class" else []
+    lowest = h
+    for _ in range(2):
+        lowest = (lowest + 1) // 2
+    net = preset(cfg.preset or "base", image_size=h, in_channels=c, out_channels=c, num_classes=len(names),
+                 attn_resolutions=(lowest,), **cfg.net_overrides)
+    pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
+                        beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr)  # type: ignore[arg-type]
+    return ModelConfig(net=net, precond=pre, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir)
+
+
+def _sample_sigma(cfg: TrainConfig, model: Precond, b: int, g: torch.Generator) -> torch.Tensor:
+    if cfg.sigma_density == "lognormal":
+        return schedules.sample_lognormal_sigma(b, cfg.p_mean, cfg.p_std, generator=g)
+    return schedules.sample_vp_sigma(b, model.cfg.abar(), generator=g)
+
+
+def _save(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, step: int, nimg: int, seconds: float, mcfg: ModelConfig) -> None:
+    """State first, then the EMA export; each write is atomic."""
+    tensors = {f"net.{k}": v for k, v in model.net.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.net.state_dict().items()})
+    osd = opt.state_dict()
+    for i, st in osd["state"].items():
+        tensors.update({f"opt.{i}.{k}": v for k, v in st.items()})
+    meta = {"step": step, "nimg": nimg, "seconds": seconds, "param_groups": osd["param_groups"], "fingerprint": mcfg.fingerprint()}
+    save_tensors(run / "state" / "state.safetensors", tensors, meta)
+    save_tensors(run / "model.safetensors", dict(ema.net.state_dict()), {"step": step, "nimg": nimg, "fingerprint": mcfg.fingerprint()})
+
+
+def _load(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, mcfg: ModelConfig) -> dict:
+    path = run / "state" / "state.safetensors"
+    tensors, meta = load_tensors(path, "training state")
+    if meta.get("fingerprint") != mcfg.fingerprint():
+        raise UserError(f"{path} was saved by a different model than {run / 'config.json'} describes")
+    load_into(model.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, path)
+    load_into(ema.net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], None] | None = None,
+          device: str | torch.device = "cpu") -> TrainResult:
+    """Train (or resume) the run in ``cfg.out``. Ctrl-C / SIGTERM save a checkpoint and return cleanly."""
+    run = Path(cfg.out)
+    if resume:
+        saved = read_run_config(run)
+        overrides = {k: getattr(cfg, k) for k in ("steps", "minutes") if getattr(cfg, k) is not None}
+        cfg = TrainConfig(**{**saved["train"], **overrides}).resolved()
+        if not (run / "state" / "state.safetensors").is_file():
+            raise UserError(f"nothing to resume in {run}: no state/state.safetensors (start it without --resume)")
+    else:
+        cfg = cfg.resolved()
+        if (run / "state" / "state.safetensors").exists() or (run / "config.json").exists():
+            raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+    device = torch.device(device)
+    ds = load_dataset(cfg.data, "train", cfg.data_dir)
+    mcfg = model_config_for(cfg, ds)
+    if resume and ModelConfig.from_dict(saved["model"]).fingerprint() != mcfg.fingerprint():
+        raise UserError(f"{run / 'config.json'} describes a different model than this version builds from it")
+    torch.manual_seed(cfg.seed)
+    model = build_denoiser(mcfg).to(device).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+                            **({"fused": True} if device.type in ("cpu", "cuda") else {}))
+    step, nimg, seconds = 0, 0, 0.0
+    if resume:
+        meta = _load(run, model, ema, opt, mcfg)
+        step, nimg, seconds = meta["step"], meta["nimg"], meta["seconds"]
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": cfg.to_dict()})
+    bf16 = use_bf16(cfg.precision, device)
+    nc = mcfg.num_classes
+    b = cfg.batch_size
+    grid_labels = round_robin_labels(10 * max(nc, 1) if nc else 64, nc)
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):  # Ctrl-C / SIGTERM: finish the step, save, exit; a second Ctrl-C aborts at once
+        if stop["flag"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
+    t_start, loss_acc, n_acc, nan_streak, last_loss = time.monotonic() - seconds, 0.0, 0, 0, float("nan")
+    t_log, nimg_log = time.monotonic(), nimg
+    log = open(run / "metrics.jsonl", "a")
+    interrupted = False
+    try:
+        while True:
+            elapsed = time.monotonic() - t_start
+            if (cfg.steps is not None and step >= cfg.steps) or (cfg.minutes is not None and elapsed >= cfg.minutes * 60):
+                break
+            if stop["flag"]:
+                interrupted = True
+                break
+            x0, labels = get_batch(ds, b, step, cfg.seed, cfg.flip)
+            x0 = x0.to(device).contiguous(memory_format=torch.channels_last)  # [B, C, H, W]
+            g = step_generator(cfg.seed, step, stream=3)
+            sigma = _sample_sigma(cfg, model, b, g).to(device)  # [B]
+            noise = torch.randn(x0.shape, generator=g).to(device)
+            cond = drop_labels(labels, cfg.label_dropout, nc, g).to(device) if nc else None
+            lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout draws: reproducible on resume
+            with autocast(device, bf16):
+                loss = denoising_loss(model, x0, sigma, cond, weighting=cfg.weighting, sigma_data=mcfg.precond.sigma_data,
+                                      gamma=cfg.min_snr_gamma, noise=noise).mean()
+            if not torch.isfinite(loss):
+                nan_streak += 1
+                opt.zero_grad(set_to_none=True)
+                if nan_streak >= cfg.max_nan_steps:
+                    raise UserError(f"loss was NaN/inf for {nan_streak} steps in a row at step {step}; stopped. The last good "
+                                    f"checkpoint in {run} is kept: try a lower --lr, then --resume")
+                step += 1
+                continue
+            nan_streak = 0
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step, nimg = step + 1, nimg + b
+            ema_update(ema, model, ema_beta(b, nimg, cfg.ema_halflife_kimg * 1000, cfg.ema_rampup_ratio))
+            loss_acc, n_acc = loss_acc + float(loss.detach()), n_acc + 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.monotonic()
+                last_loss = loss_acc / n_acc
+                rec = {"step": step, "nimg": nimg, "loss": last_loss, "lr": lr, "img_per_s": (nimg - nimg_log) / max(now - t_log, 1e-9),
+                       "seconds": now - t_start}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                loss_acc, n_acc, t_log, nimg_log = 0.0, 0, now, nimg
+                if progress is not None:
+                    progress({**rec, "total_steps": cfg.steps, "total_seconds": cfg.minutes * 60 if cfg.minutes else None})
+            if step % cfg.sample_every == 0:
+                _grid(run, ema, step, grid_labels)
+            if step % cfg.checkpoint_every == 0:
+                _save(run, model, ema, opt, step, nimg, time.monotonic() - t_start, mcfg)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        log.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    seconds = time.monotonic() - t_start
+    _save(run, model, ema, opt, step, nimg, seconds, mcfg)
+    if not interrupted:
+        _grid(run, ema, step, grid_labels)
+    return TrainResult(run, step, nimg, seconds, interrupted, last_loss)
+
+
+def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None) -> None:
+    n = len(labels) if labels is not None else 64
+    imgs = generate(ema, n, SampleConfig(batch_size=n), labels)
+    save_grid(run / "samples" / f"step_{step:07d}.png", imgs, labels)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,15 @@
+"""Shared fixtures: small and fast; every test runs on CPU."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("DIFFUSE_NO_DOWNLOAD", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Keep classifier caches of tests away from the user's cache, shared across one test session."""
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
