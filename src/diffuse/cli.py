@@ -99,7 +99,7 @@ def sample(
     sampler: str = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m"),
     steps: int = typer.Option(20, help="sampler steps (heun costs 2 evaluations per step)"),
     schedule: str = typer.Option("karras", help="karras | vp (the DDPM training timesteps)"),
-    guidance: float = typer.Option(1.0, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger"),
+    guidance: Optional[float] = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default: 3 for conditional models)"),
     label: Optional[int] = typer.Option(None, help="class to sample (default: round robin, i mod classes)"),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(256),
@@ -145,7 +145,7 @@ def eval_(
     sampler: str = typer.Option("dpmpp_2m"),
     steps: int = typer.Option(20),
     schedule: str = typer.Option("karras"),
-    guidance: float = typer.Option(1.0),
+    guidance: Optional[float] = typer.Option(None, help="guidance strength (default: 3 for conditional models)"),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(256),
     precision: str = typer.Option("auto"),
@@ -157,6 +157,7 @@ def eval_(
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
     with _bar(n, "eval", "img") as bar:
         res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update)
+    res.pop("images"), res.pop("labels")
     if json_out:
         typer.echo(json.dumps(res))
         return
@@ -170,22 +171,38 @@ def eval_(
     typer.echo(f"  note: {res['note']}")
 
 
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(ClickException classes, Abort classes) of click and of the copy newer typer releases vendor."""
+    import importlib
+
+    errors, aborts = [], []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(mod.ClickException)
+        if hasattr(mod, "Abort"):
+            aborts.append(mod.Abort)
+    return tuple(errors), tuple(aborts)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; one line and exit status 2 for user errors."""
-    import click
-
+    click_errors, aborts = _click_errors()
     cmd = typer.main.get_command(app)
     try:
         rv = cmd.main(args=argv, prog_name="diffuse", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
-    except (UserError, click.UsageError, click.BadParameter) as e:
-        msg = e.format_message() if isinstance(e, click.ClickException) else str(e)
-        typer.echo(f"error: {msg}", err=True)
+    except click_errors as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # the help text is already printed
+            return 0
+        typer.echo(f"error: {e.format_message()}", err=True)  # type: ignore[attr-defined]
         return 2
-    except ValueError as e:  # config validation inside the library (e.g. an unknown sampler name)
+    except (UserError, ValueError) as e:  # ValueError: config validation inside the library
         typer.echo(f"error: {e}", err=True)
         return 2
-    except click.exceptions.Abort:
+    except aborts:
         typer.echo("aborted", err=True)
         return 130
     except KeyboardInterrupt:

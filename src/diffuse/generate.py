@@ -17,6 +17,11 @@ from .precond import Precond
 from .samplers import get_sampler
 
 
+# Default classifier-free guidance for conditional models, chosen from a sweep on the Fashion-MNIST recipe
+# (see README, Benchmarks): it raised label accuracy and lowered FID there.
+DEFAULT_GUIDANCE = 3.0
+
+
 @dataclass
 class SampleConfig:
     """How to sample. ``guidance`` follows the convention in guidance.py: 1 = no guidance, 0 = unconditional.
@@ -27,7 +32,7 @@ class SampleConfig:
     steps: int = 20
     schedule: str = "karras"
     spacing: str = "leading"
-    guidance: float = 1.0
+    guidance: float | None = None  # None: DEFAULT_GUIDANCE for conditional models, 1 (none) otherwise
     seed: int = 0
     batch_size: int = 256
     precision: str = "auto"
@@ -40,10 +45,16 @@ class SampleConfig:
             raise UserError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if self.schedule not in ("karras", "vp"):
             raise UserError(f"unknown schedule {self.schedule!r}; choose karras or vp")
-        if self.guidance != 1.0 and num_classes == 0:
+        if self.guidance is not None and self.guidance != 1.0 and num_classes == 0:
             raise UserError("--guidance needs a conditional model; this one is unconditional")
-        if self.guidance < 0:
+        if self.guidance is not None and self.guidance < 0:
             raise UserError(f"--guidance must be >= 0, got {self.guidance}")
+
+    def guidance_for(self, num_classes: int) -> float:
+        """The guidance strength actually used for a model with ``num_classes`` classes (0 = unconditional)."""
+        if self.guidance is not None:
+            return self.guidance
+        return DEFAULT_GUIDANCE if num_classes else 1.0
 
 
 def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
@@ -86,17 +97,20 @@ def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> to
 
 @torch.no_grad()
 def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | None = None,
-             progress: Callable[[int], None] | None = None) -> torch.Tensor:
+             progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
+             num_classes: int | None = None) -> torch.Tensor:
     """n samples as uint8 [n, C, H, W]. Image i starts from noise seeded by (seed, i), so deterministic
-    samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise."""
-    num_classes = model.net.cfg.num_classes
+    samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise.
+    ``shape`` (C, H, W) and ``num_classes`` default to those of our U-Net; pass them for other networks."""
+    if num_classes is None:
+        num_classes = model.net.cfg.num_classes
     cfg.validate(num_classes)
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     device = next(model.parameters()).device
-    c, h, w = model.net.cfg.out_channels, model.net.cfg.image_size, model.net.cfg.image_size
+    c, h, w = shape or (model.net.cfg.out_channels, model.net.cfg.image_size, model.net.cfg.image_size)
     sigmas = sigma_schedule(model, cfg)
-    denoiser = cfg_wrap(model, cfg.guidance, class_null(num_classes)) if num_classes else model
+    denoiser = cfg_wrap(model, cfg.guidance_for(num_classes), class_null(num_classes)) if num_classes else model
     sampler = get_sampler(cfg.sampler)
     bf16 = use_bf16(cfg.precision, device)
     out = []

@@ -63,6 +63,8 @@ def _fashion_dir(data_dir: str | None) -> Path:
     try:
         import urllib.request
 
+        if os.environ.get("DIFFUSE_NO_DOWNLOAD"):
+            raise OSError("downloads disabled by DIFFUSE_NO_DOWNLOAD")
         cache.mkdir(parents=True, exist_ok=True)
         for pair in FASHION_FILES.values():
             for f in pair:

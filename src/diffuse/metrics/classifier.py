@@ -57,11 +57,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DIFFUSE_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "diffuse"))
 
 
-def train_classifier(train: ImageDataset, epochs: int = 3, batch_size: int = 128, seed: int = 0) -> DomainClassifier:
-    """Adam with a one-cycle learning rate, random shifts of up to 2 pixels as augmentation."""
+def train_classifier(train: ImageDataset, epochs: int = 3, batch_size: int = 128, seed: int = 0, min_steps: int = 600) -> DomainClassifier:
+    """Adam with a one-cycle learning rate, random shifts of up to 2 pixels as augmentation; ``epochs``
+    passes, but at least ``min_steps`` steps for small datasets."""
     torch.manual_seed(seed)
     net = DomainClassifier(train.shape[0], train.num_classes).to(memory_format=torch.channels_last)
-    steps = epochs * (len(train) // batch_size)
+    steps = max(epochs * (len(train) // batch_size), min_steps)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     net.train()

@@ -93,6 +93,12 @@ def _load(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, m
             _, i, name = k.split(".", 2)
             state.setdefault(int(i), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # Give moment buffers their parameter's memory layout (channels_last), as a fresh run has: the fused
+    # AdamW kernel walks parameter, gradient and moments in storage order.
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if v.shape == p.shape and v.stride() != p.stride():
+                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
     return meta
 
 

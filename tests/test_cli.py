@@ -1,0 +1,89 @@
+"""The command line, end to end on digits, and its one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def diffuse(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "diffuse", *map(str, args)], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"diffuse {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    diffuse("train", "--data", "digits", "--cond", "class", "--steps", "150", "--batch-size", "64", "--preset", "tiny",
+            "--sample-every", "100", "--out", out)
+    return out
+
+
+def test_round_trip(run, tmp_path):
+    assert (run / "config.json").is_file() and (run / "model.safetensors").is_file()
+    assert (run / "samples" / "step_0000100.png").is_file()
+    diffuse("sample", run, "--n", "20", "--steps", "8", "--out", tmp_path / "s.png")
+    assert Image.open(tmp_path / "s.png").size[0] > 8 * 2
+    diffuse("sample", run, "--n", "12", "--steps", "8", "--sampler", "heun", "--guidance", "2", "--out", tmp_path / "s.npz")
+    z = np.load(tmp_path / "s.npz")
+    assert z["images"].shape == (12, 8, 8, 1) and z["images"].dtype == np.uint8
+    assert z["labels"].tolist() == [i % 10 for i in range(12)]
+    diffuse("sample", run, "--n", "5", "--steps", "8", "--label", "3", "--out", tmp_path / "l.npz")
+    assert np.load(tmp_path / "l.npz")["labels"].tolist() == [3] * 5
+    r = diffuse("eval", run, "--n", "200", "--steps", "10", "--json")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["n"] == 200 and res["fid"] > 0 and 0 <= res["label_accuracy"] <= 1
+    assert res["classifier_test_accuracy"] > 0.9
+    assert res["label_accuracy"] > 0.3  # 150 steps already beat chance (0.1) by far
+
+
+def test_same_seed_same_images(run, tmp_path):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        diffuse("sample", run, "--n", "6", "--steps", "6", "--sampler", "ddpm", "--seed", seed, "--batch-size", "4", "--out", tmp_path / f"{name}.npz")
+    a, b, c = (np.load(tmp_path / f"{n}.npz")["images"] for n in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def _one_line_error(r, needle):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_inputs_give_one_line(run, tmp_path):
+    _one_line_error(diffuse("train", "--data", "imagenet", "--out", tmp_path / "x", check=False), "unknown dataset")
+    _one_line_error(diffuse("train", "--data", tmp_path / "missing.npz", "--out", tmp_path / "x", check=False), "not found")
+    _one_line_error(diffuse("train", "--steps", "0", "--out", tmp_path / "x", check=False), "--steps")
+    _one_line_error(diffuse("train", "--steps", "-3", "--out", tmp_path / "x", check=False), "--steps")
+    _one_line_error(diffuse("sample", run, "--steps", "0", "--out", tmp_path / "a.png", check=False), "--steps")
+    _one_line_error(diffuse("sample", run, "--label", "10", "--out", tmp_path / "a.png", check=False), "out of range")
+    _one_line_error(diffuse("sample", run, "--sampler", "nope", "--out", tmp_path / "a.png", check=False), "unknown sampler")
+    _one_line_error(diffuse("sample", tmp_path / "norun", "--out", tmp_path / "a.png", check=False), "not found")
+    _one_line_error(diffuse("sample", run, "--out", tmp_path / "a.jpg", check=False), ".png or .npz")
+    _one_line_error(diffuse("sample", run, "--n", "x", "--out", tmp_path / "a.png", check=False), "--n")
+
+
+def test_unconditional_model_rejects_guidance_and_label(tmp_path):
+    out = tmp_path / "u"
+    diffuse("train", "--data", "digits", "--steps", "2", "--batch-size", "16", "--out", out)
+    _one_line_error(diffuse("sample", out, "--guidance", "3", "--out", tmp_path / "a.png", check=False), "unconditional")
+    _one_line_error(diffuse("sample", out, "--label", "1", "--out", tmp_path / "a.png", check=False), "unconditional")
+
+
+def test_checkpoint_from_another_model(run, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    diffuse("train", "--data", "digits", "--steps", "1", "--batch-size", "16", "--out", other)
+    bad = tmp_path / "bad"
+    shutil.copytree(run, bad)
+    shutil.copy(other / "model.safetensors", bad / "model.safetensors")
+    _one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "different model")
+    (bad / "model.safetensors").write_bytes(b"garbage")
+    _one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "corrupt")

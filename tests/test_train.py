@@ -1,0 +1,108 @@
+"""Trainer: exact resume, atomic checkpoints, kill -9, corrupt/mismatched checkpoints, NaN."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffuse.checkpoint import load_tensors
+from diffuse.errors import UserError
+from diffuse.model import load_model
+from diffuse.train import TrainConfig, train
+
+FAST = dict(data="digits", cond="class", batch_size=32, log_every=1, sample_every=10_000, checkpoint_every=10_000, warmup_steps=2)
+
+
+def _weights(run: Path) -> dict:
+    return load_tensors(run / "state" / "state.safetensors")[0]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    train(TrainConfig(out=str(tmp_path / "a"), steps=6, **FAST))
+    train(TrainConfig(out=str(tmp_path / "b"), steps=3, **FAST))
+    res = train(TrainConfig(out=str(tmp_path / "b"), steps=6), resume=True)
+    assert res.step == 6
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6]
+    assert all(k in lines[0] for k in ("loss", "lr", "img_per_s"))
+    assert (tmp_path / "b" / "samples").is_dir() and any((tmp_path / "b" / "samples").glob("*.png"))
+
+
+def test_refuses_to_overwrite_and_to_resume_nothing(tmp_path):
+    train(TrainConfig(out=str(tmp_path / "r"), steps=1, **FAST))
+    with pytest.raises(UserError, match="already holds a run"):
+        train(TrainConfig(out=str(tmp_path / "r"), steps=1, **FAST))
+    with pytest.raises(UserError, match="run directory not found"):
+        train(TrainConfig(out=str(tmp_path / "none"), steps=1, **FAST), resume=True)
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    train(TrainConfig(out=str(tmp_path / "r"), steps=1, **FAST))
+    train(TrainConfig(out=str(tmp_path / "u"), steps=1, **{**FAST, "cond": "none"}))
+    # a checkpoint from another model (unconditional weights in a conditional run)
+    (tmp_path / "r" / "model.safetensors").write_bytes((tmp_path / "u" / "model.safetensors").read_bytes())
+    with pytest.raises(UserError, match="different model|does not match"):
+        load_model(tmp_path / "r")
+    (tmp_path / "r" / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(UserError, match="corrupt"):
+        load_model(tmp_path / "r")
+    (tmp_path / "r" / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_model(tmp_path / "r")
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "n"
+    train(TrainConfig(out=str(run), steps=2, **FAST))
+    before = (run / "model.safetensors").read_bytes()
+    import diffuse.train.loop as loop
+
+    monkeypatch.setattr(loop, "denoising_loss", lambda *a, **k: torch.full((32,), float("nan"), requires_grad=True))
+    with pytest.raises(UserError, match="NaN"):
+        train(TrainConfig(out=str(run), steps=20), resume=True)
+    assert (run / "model.safetensors").read_bytes() == before
+    load_model(run)
+
+
+def test_kill_9_keeps_last_checkpoint_and_resume_finishes(tmp_path):
+    run = tmp_path / "k"
+    cmd = [sys.executable, "-m", "diffuse", "train", "--data", "digits", "--steps", "400", "--batch-size", "16",
+           "--checkpoint-every", "5", "--sample-every", "100000", "--out", str(run)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run / "state" / "state.safetensors"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and load_tensors(state)[1]["step"] >= 10):
+        time.sleep(0.2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    step = load_tensors(state)[1]["step"]  # the last good checkpoint is intact and loadable
+    assert 10 <= step < 400
+    load_model(run)
+    r = subprocess.run(cmd[:-2] + ["--out", str(run), "--resume", "--steps", str(step + 5)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert load_tensors(state)[1]["step"] == step + 5
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    run = tmp_path / "t"
+    cmd = [sys.executable, "-m", "diffuse", "train", "--data", "digits", "--steps", "100000", "--batch-size", "16",
+           "--log-every", "1", "--sample-every", "100000", "--checkpoint-every", "100000", "--out", str(run)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "interrupted" in out and "Traceback" not in err
+    assert load_tensors(run / "state" / "state.safetensors")[1]["step"] >= 3
