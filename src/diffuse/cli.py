@@ -51,6 +51,7 @@ def train(
     checkpoint_every: int = typer.Option(1000, help="checkpoint every N steps"),
     log_every: int = typer.Option(50, help="append to metrics.jsonl every N steps"),
     resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
+    device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N"),
 ) -> None:
     """Train a diffusion model; writes RUN/config.json, model.safetensors, state/, samples/, metrics.jsonl."""
     from .train import TrainConfig
@@ -76,13 +77,27 @@ def train(
         bar.refresh()
 
     try:
-        res = run_train(cfg, resume=resume, progress=progress)
+        res = run_train(cfg, resume=resume, progress=progress, device=_device(device))
     finally:
         if bar is not None:
             bar.close()
     state = "interrupted; resume with --resume" if res.interrupted else "done"
     typer.echo(f"{state}: step {res.step}, {res.nimg} images, {res.seconds:.0f} s. Weights: {res.run_dir / 'model.safetensors'}; "
                f"samples: {res.run_dir / 'samples'}")
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA GPU")
+    return dev
 
 
 def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: int, batch_size: int, precision: str):
@@ -105,6 +120,7 @@ def sample(
     batch_size: int = typer.Option(256),
     precision: str = typer.Option("auto", help="auto | bf16 | fp32"),
     out: Path = typer.Option(..., help="FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels int64 [N])"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Sample images from a trained run."""
     import numpy as np
@@ -117,7 +133,7 @@ def sample(
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out must end in .png or .npz, got {out}")
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
-    model, mcfg = load_model(run)
+    model, mcfg = load_model(run, _device(device))
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     labels = round_robin_labels(n, mcfg.num_classes, label)
@@ -150,13 +166,14 @@ def eval_(
     batch_size: int = typer.Option(256),
     precision: str = typer.Option("auto"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """FID (domain-classifier features, test split as reference) and label accuracy of samples."""
     from .metrics import evaluate
 
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
     with _bar(n, "eval", "img") as bar:
-        res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update)
+        res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update, device=_device(device))
     res.pop("images"), res.pop("labels")
     if json_out:
         typer.echo(json.dumps(res))

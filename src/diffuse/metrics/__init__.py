@@ -19,7 +19,7 @@ from .fid import fid_from_features
 
 
 def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log: Callable[[str], None] = print,
-             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[int], None] | None = None, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Sample n images from the run and score them against the dataset's test split.
 
     Reports ``fid`` (samples vs test split), ``fid_real`` (n real training images vs the test split: the
@@ -28,7 +28,7 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
     """
     if n < 2:
         raise UserError(f"--n must be at least 2 for FID, got {n}")
-    model, mcfg = load_model(Path(run_dir))
+    model, mcfg = load_model(Path(run_dir), device)
     res = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress)
     return {"run": str(run_dir), **res}
 
