@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from diffuse.data import get_batch, load_dataset
 from diffuse.generate import SampleConfig
@@ -96,8 +97,9 @@ def main() -> None:
                                 checkpoint_every=10**9))
         ours_info = {"steps": res.step, "images": res.nimg, "seconds": res.seconds, "img_per_s": res.nimg / res.seconds,
                      "epochs": res.nimg / 60000}
+        (out / "ours_train.json").write_text(json.dumps(ours_info))
     else:
-        ours_info = json.loads((out / "results.json").read_text())["rows"][0]["train"]
+        ours_info = json.loads((out / "ours_train.json").read_text())
     model, mcfg = load_model(run)
     ours_info["params"] = sum(p.numel() for p in model.parameters())
     for scfg in (SampleConfig(), SampleConfig(guidance=1.0), SampleConfig(sampler="ddim", steps=50, guidance=1.0)):
@@ -108,8 +110,11 @@ def main() -> None:
     if not args.skip_diffusers:
         log(f"training diffusers' tuned recipe for {args.minutes} min ...")
         unet, info = train_diffusers(args.minutes)
+        save_file(unet.state_dict(), out / "diffusers_unet.safetensors")
+        (out / "diffusers_train.json").write_text(json.dumps(info))
         den = Precond(DiffusersEps(unet), PrecondConfig(param="eps", noise_input="vp_t", beta_schedule="linear")).eval()
-        scfg = SampleConfig(sampler="ddim", steps=50, schedule="vp", spacing="leading")
+        # trained without label dropout, so no guidance (w = 1), sampled as the Foundation issue did: DDIM 50
+        scfg = SampleConfig(sampler="ddim", steps=50, schedule="vp", spacing="leading", guidance=1.0)
         with torch.no_grad():
             r = evaluate_denoiser(den, "fashion-mnist", None, 10, args.n, scfg, log, shape=(1, 28, 28))
         save_grid(out / "diffusers_ddim50.png", r.pop("images")[:100], r.pop("labels")[:100])
