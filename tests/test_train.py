@@ -33,7 +33,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6]
+    steps = [r["step"] for r in lines if "event" not in r]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in lines if r.get("event") == "checkpoint"] == [3, 6]
     assert all(k in lines[0] for k in ("loss", "lr", "img_per_s"))
     assert (tmp_path / "b" / "samples").is_dir() and any((tmp_path / "b" / "samples").glob("*.png"))
 

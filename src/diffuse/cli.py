@@ -76,11 +76,17 @@ def train(
         bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_per_s']:.0f}", step=rec["step"])
         bar.refresh()
 
+    from .train import dist
+
     try:
         res = run_train(cfg, resume=resume, progress=progress, device=_device(device))
     finally:
         if bar is not None:
             bar.close()
+    rank = int(__import__("os").environ.get("RANK", "0"))
+    dist.teardown(dist.Dist(rank, int(__import__("os").environ.get("WORLD_SIZE", "1"))))
+    if rank != 0:
+        return
     state = "interrupted; resume with --resume" if res.interrupted else "done"
     typer.echo(f"{state}: step {res.step}, {res.nimg} images, {res.seconds:.0f} s. Weights: {res.run_dir / 'model.safetensors'}; "
                f"samples: {res.run_dir / 'samples'}")
@@ -110,7 +116,7 @@ def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: 
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="run directory"),
-    n: int = typer.Option(64, help="number of images"),
+    n: int = typer.Option(64, "--n", "--num-samples", help="number of images (--num-samples under torchrun, whose parser claims --n)"),
     sampler: str = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m"),
     steps: int = typer.Option(20, help="sampler steps (heun costs 2 evaluations per step)"),
     schedule: str = typer.Option("karras", help="karras | vp (the DDPM training timesteps)"),
@@ -124,6 +130,7 @@ def sample(
 ) -> None:
     """Sample images from a trained run."""
     import numpy as np
+    import torch
 
     from .checkpoint import atomic_write_bytes
     from .generate import generate, round_robin_labels
@@ -132,14 +139,23 @@ def sample(
 
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out must end in .png or .npz, got {out}")
+    from .train import dist
+
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
-    model, mcfg = load_model(run, _device(device))
+    d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n images
+    model, mcfg = load_model(run, dev)
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     labels = round_robin_labels(n, mcfg.num_classes, label)
     scfg.validate(mcfg.num_classes)
-    with _bar(n, "sample", "img") as bar:
-        images = generate(model, n, scfg, labels, progress=bar.update)
+    lo, hi = dist.shard(d, n)
+    with _bar(hi - lo, "sample", "img") as bar:
+        part = generate(model, hi - lo, scfg, labels[lo:hi] if labels is not None else None, progress=bar.update, offset=lo) \
+            if hi > lo else torch.zeros(0, *mcfg.image_shape, dtype=torch.uint8)
+    images = torch.cat(dist.gather(d, part))
+    dist.teardown(d)
+    if not d.is_writer:
+        return
     if out.suffix == ".png":
         save_grid(out, images, labels)
     else:
@@ -157,7 +173,7 @@ def sample(
 @app.command("eval")
 def eval_(
     run: Path = typer.Argument(..., help="run directory"),
-    n: int = typer.Option(1000, help="number of samples"),
+    n: int = typer.Option(1000, "--n", "--num-samples", help="number of samples"),
     sampler: str = typer.Option("dpmpp_2m"),
     steps: int = typer.Option(20),
     schedule: str = typer.Option("karras"),

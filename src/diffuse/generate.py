@@ -98,10 +98,11 @@ def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> to
 @torch.no_grad()
 def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | None = None,
              progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
-             num_classes: int | None = None) -> torch.Tensor:
+             num_classes: int | None = None, offset: int = 0) -> torch.Tensor:
     """n samples as uint8 [n, C, H, W]. Image i starts from noise seeded by (seed, i), so deterministic
     samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise.
-    ``shape`` (C, H, W) and ``num_classes`` default to those of our U-Net; pass them for other networks."""
+    ``shape`` (C, H, W) and ``num_classes`` default to those of our U-Net; pass them for other networks.
+    ``offset`` numbers the images from there (a rank's shard of a larger set draws that set's noise)."""
     if num_classes is None:
         num_classes = model.net.cfg.num_classes
     cfg.validate(num_classes)
@@ -116,9 +117,10 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     out = []
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)
-        z = torch.stack([torch.randn(c, h, w, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + start + i))
+        first = offset + start
+        z = torch.stack([torch.randn(c, h, w, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + first + i))
                          for i in range(b)]).to(device)  # [b, C, H, W]
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
         cond = labels[start : start + b].to(device) if labels is not None else None
         with autocast(device, bf16):
             x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen)

@@ -30,6 +30,7 @@ from ..losses import denoising_loss
 from ..model import RUN_FORMAT, ModelConfig, build_denoiser, read_run_config
 from ..nets import preset
 from ..precond import Precond, PrecondConfig
+from . import dist as D
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
 
@@ -68,14 +69,25 @@ def _sample_sigma(cfg: TrainConfig, model: Precond, b: int, g: torch.Generator) 
     return schedules.sample_vp_sigma(b, model.cfg.abar(), generator=g)
 
 
-def _save(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, step: int, nimg: int, seconds: float, mcfg: ModelConfig) -> None:
-    """State first, then the EMA export; each write is atomic."""
+def _checksum(model: Precond) -> float:
+    """Sum of all weights in float64: equal on every rank when DDP keeps them in sync."""
+    return float(sum(p.detach().double().sum() for p in model.parameters()))
+
+
+def _save(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, step: int, nimg: int, seconds: float, mcfg: ModelConfig,
+          d: D.Dist) -> None:
+    """State first, then the EMA export; each write is atomic and done by rank 0 alone. Every rank's weight
+    checksum is recorded, so a desynchronised DDP run is visible in the checkpoint."""
+    sums = D.gather(d, _checksum(model))
+    if not d.is_writer:
+        return
     tensors = {f"net.{k}": v for k, v in model.net.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.net.state_dict().items()})
     osd = opt.state_dict()
     for i, st in osd["state"].items():
         tensors.update({f"opt.{i}.{k}": v for k, v in st.items()})
-    meta = {"step": step, "nimg": nimg, "seconds": seconds, "param_groups": osd["param_groups"], "fingerprint": mcfg.fingerprint()}
+    meta = {"step": step, "nimg": nimg, "seconds": seconds, "param_groups": osd["param_groups"], "fingerprint": mcfg.fingerprint(),
+            "world_size": d.world, "rank_checksums": sums}
     save_tensors(run / "state" / "state.safetensors", tensors, meta)
     save_tensors(run / "model.safetensors", dict(ema.net.state_dict()), {"step": step, "nimg": nimg, "fingerprint": mcfg.fingerprint()})
 
@@ -104,8 +116,13 @@ def _load(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, m
 
 def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], None] | None = None,
           device: str | torch.device = "cpu") -> TrainResult:
-    """Train (or resume) the run in ``cfg.out``. Ctrl-C / SIGTERM save a checkpoint and return cleanly."""
+    """Train (or resume) the run in ``cfg.out``. Ctrl-C / SIGTERM save a checkpoint and return cleanly.
+
+    Under torchrun (WORLD_SIZE > 1) this is DDP: ``batch_size`` is the global batch, each rank takes its
+    slice of every batch (and of its noise), so N ranks follow the same trajectory as one process with the
+    same batch; rank 0 alone writes."""
     run = Path(cfg.out)
+    d, device = D.setup(torch.device(device))
     if resume:
         saved = read_run_config(run)
         overrides = {k: getattr(cfg, k) for k in ("steps", "minutes") if getattr(cfg, k) is not None}
@@ -116,7 +133,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
         cfg = cfg.resolved()
         if (run / "state" / "state.safetensors").exists() or (run / "config.json").exists():
             raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
-    device = torch.device(device)
+    if cfg.batch_size % d.world:
+        raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
+    D.barrier(d)  # every rank has checked the run directory before rank 0 writes into it
     ds = load_dataset(cfg.data, "train", cfg.data_dir)
     mcfg = model_config_for(cfg, ds)
     if resume and ModelConfig.from_dict(saved["model"]).fingerprint() != mcfg.fingerprint():
@@ -130,12 +149,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     if resume:
         meta = _load(run, model, ema, opt, mcfg)
         step, nimg, seconds = meta["step"], meta["nimg"], meta["seconds"]
-    else:
+    elif d.is_writer:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": cfg.to_dict()})
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if d.enabled else model
     bf16 = use_bf16(cfg.precision, device)
     nc = mcfg.num_classes
     b = cfg.batch_size
+    lo, hi = d.rank * (b // d.world), (d.rank + 1) * (b // d.world)  # this rank's slice of every global batch
     grid_labels = round_robin_labels(10 * max(nc, 1) if nc else 64, nc)
     stop = {"flag": False}
 
@@ -147,30 +168,31 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
     t_start, loss_acc, n_acc, nan_streak, last_loss = time.monotonic() - seconds, 0.0, 0, 0, float("nan")
     t_log, nimg_log = time.monotonic(), nimg
-    log = open(run / "metrics.jsonl", "a")
+    log = open(run / "metrics.jsonl", "a") if d.is_writer else None
     interrupted = False
     try:
         while True:
             elapsed = time.monotonic() - t_start
-            if (cfg.steps is not None and step >= cfg.steps) or (cfg.minutes is not None and elapsed >= cfg.minutes * 60):
+            if (cfg.steps is not None and step >= cfg.steps) or D.any_flag(d, cfg.minutes is not None and elapsed >= cfg.minutes * 60, device):
                 break
-            if stop["flag"]:
+            if D.any_flag(d, stop["flag"], device):
                 interrupted = True
                 break
-            x0, labels = get_batch(ds, b, step, cfg.seed, cfg.flip)
-            x0 = x0.to(device).contiguous(memory_format=torch.channels_last)  # [B, C, H, W]
+            x0, labels = get_batch(ds, b, step, cfg.seed, cfg.flip)  # the global batch; this rank uses [lo:hi]
             g = step_generator(cfg.seed, step, stream=3)
-            sigma = _sample_sigma(cfg, model, b, g).to(device)  # [B]
-            noise = torch.randn(x0.shape, generator=g).to(device)
-            cond = drop_labels(labels, cfg.label_dropout, nc, g).to(device) if nc else None
+            sigma = _sample_sigma(cfg, model, b, g)[lo:hi].to(device)  # [B/world]
+            noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
+            cond = drop_labels(labels, cfg.label_dropout, nc, g)[lo:hi].to(device) if nc else None
+            x0 = x0[lo:hi].to(device).contiguous(memory_format=torch.channels_last)  # [B/world, C, H, W]
             lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:
                 group["lr"] = lr
-            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout draws: reproducible on resume
+            torch.manual_seed(cfg.seed * 1_000_003 + step + d.rank * 1_000_000_007)  # dropout draws: reproducible on resume
             with autocast(device, bf16):
-                loss = denoising_loss(model, x0, sigma, cond, weighting=cfg.weighting, sigma_data=mcfg.precond.sigma_data,
+                loss = denoising_loss(net, x0, sigma, cond, weighting=cfg.weighting, sigma_data=mcfg.precond.sigma_data,
                                       gamma=cfg.min_snr_gamma, noise=noise).mean()
-            if not torch.isfinite(loss):
+            global_loss = float(D.mean(d, loss.detach()))  # every rank takes the same NaN decision
+            if not math.isfinite(global_loss):
                 nan_streak += 1
                 opt.zero_grad(set_to_none=True)
                 if nan_streak >= cfg.max_nan_steps:
@@ -186,8 +208,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
             opt.zero_grad(set_to_none=True)
             step, nimg = step + 1, nimg + b
             ema_update(ema, model, ema_beta(b, nimg, cfg.ema_halflife_kimg * 1000, cfg.ema_rampup_ratio))
-            loss_acc, n_acc = loss_acc + float(loss.detach()), n_acc + 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            loss_acc, n_acc = loss_acc + global_loss, n_acc + 1
+            if d.is_writer and (step % cfg.log_every == 0 or step == cfg.steps):
                 now = time.monotonic()
                 last_loss = loss_acc / n_acc
                 rec = {"step": step, "nimg": nimg, "loss": last_loss, "lr": lr, "img_per_s": (nimg - nimg_log) / max(now - t_log, 1e-9),
@@ -197,21 +219,33 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
                 loss_acc, n_acc, t_log, nimg_log = 0.0, 0, now, nimg
                 if progress is not None:
                     progress({**rec, "total_steps": cfg.steps, "total_seconds": cfg.minutes * 60 if cfg.minutes else None})
-            if step % cfg.sample_every == 0:
+            if d.is_writer and step % cfg.sample_every == 0:
                 _grid(run, ema, step, grid_labels)
             if step % cfg.checkpoint_every == 0:
-                _save(run, model, ema, opt, step, nimg, time.monotonic() - t_start, mcfg)
+                _save(run, model, ema, opt, step, nimg, time.monotonic() - t_start, mcfg, d)
+                _event(log, {"event": "checkpoint", "step": step})
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         for s, h in old.items():
             signal.signal(s, h)
     seconds = time.monotonic() - t_start
-    _save(run, model, ema, opt, step, nimg, seconds, mcfg)
-    if not interrupted:
-        _grid(run, ema, step, grid_labels)
+    _save(run, model, ema, opt, step, nimg, seconds, mcfg, d)
+    if d.is_writer:
+        with open(run / "metrics.jsonl", "a") as f:
+            _event(f, {"event": "checkpoint", "step": step, "final": True})
+        if not interrupted:
+            _grid(run, ema, step, grid_labels)
+    D.barrier(d)
     return TrainResult(run, step, nimg, seconds, interrupted, last_loss)
+
+
+def _event(log, rec: dict) -> None:
+    if log is not None:
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
 
 
 def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None) -> None:
