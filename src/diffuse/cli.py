@@ -220,6 +220,28 @@ def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return tuple(errors), tuple(aborts)
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against diffusers (pip install -e '.[bench]').")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("throughput")
+def bench_throughput(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    peer: bool = typer.Option(True, help="also measure diffusers' UNet2DModel (needs diffusers)"),
+) -> None:
+    """Training / inference / sampling speed and peak memory: our U-Net vs diffusers' UNet2DModel, same shape."""
+    from . import bench
+
+    models = ("ours", "diffusers") if peer else ("ours",)
+    if peer:
+        try:
+            import diffusers  # noqa: F401
+        except ImportError:
+            raise UserError("diffusers is not installed: pip install -e '.[bench]', or pass --no-peer") from None
+    res = bench.run_all(models, log=lambda m: typer.echo(m, err=True))
+    typer.echo(json.dumps(res) if json_out else bench.table(res))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; one line and exit status 2 for user errors."""
     click_errors, aborts = _click_errors()
