@@ -49,19 +49,22 @@ def _build(kind: str) -> torch.nn.Module:
     return Eps()
 
 
-def _median_time(fn, reps: int) -> float:
+def _median_time(fn, reps: int, device: torch.device = torch.device("cpu")) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fn()
     fn()
     ts = []
     for _ in range(reps):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
 
-def measure(kind: str, precision: str, what: str, reps: int = 5) -> dict[str, Any]:
-    """One measurement in this process: ``train``, ``infer`` or ``sample``."""
+def measure(kind: str, precision: str, what: str, reps: int = 5, device: str = "cpu") -> dict[str, Any]:
+    """One measurement in this process: ``train``, ``infer`` or ``sample``, on ``device``."""
     from .generate import autocast
     from .precond import Precond, PrecondConfig
     from .samplers import ddim
@@ -70,16 +73,18 @@ def measure(kind: str, precision: str, what: str, reps: int = 5) -> dict[str, An
 
     torch.manual_seed(0)
     bf16 = precision == "bf16"
-    cpu = torch.device("cpu")
-    net = _build(kind).to(memory_format=torch.channels_last)
-    model = Precond(net, PrecondConfig(param="eps", noise_input="vp_t") if kind == "diffusers" else PrecondConfig())
+    cpu = torch.device(device)  # the device everything runs on
+    if cpu.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    net = _build(kind).to(cpu, memory_format=torch.channels_last)
+    model = Precond(net, PrecondConfig(param="eps", noise_input="vp_t") if kind == "diffusers" else PrecondConfig()).to(cpu)
     out: dict[str, Any] = {"model": kind, "precision": precision, "what": what}
     if what == "train":
         b = 128
         ema = copy.deepcopy(model).requires_grad_(False)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        x = torch.randn(b, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-        labels, sigma = torch.randint(0, 10, (b,)), torch.rand(b) * 5 + 0.01
+        x = torch.randn(b, 1, 28, 28, device=cpu).contiguous(memory_format=torch.channels_last)
+        labels, sigma = torch.randint(0, 10, (b,), device=cpu), torch.rand(b, device=cpu) * 5 + 0.01
 
         def step():
             with autocast(cpu, bf16):
@@ -89,28 +94,31 @@ def measure(kind: str, precision: str, what: str, reps: int = 5) -> dict[str, An
             opt.zero_grad(set_to_none=True)
             ema_update(ema, model, 0.999)
 
-        out["img_per_s"] = b / _median_time(step, reps)
+        out["img_per_s"] = b / _median_time(step, reps, cpu)
     elif what == "infer":
         b = 256
-        x, labels, sigma = torch.randn(b, 1, 28, 28).contiguous(memory_format=torch.channels_last), torch.randint(0, 10, (b,)), torch.ones(b)
+        x = torch.randn(b, 1, 28, 28, device=cpu).contiguous(memory_format=torch.channels_last)
+        labels, sigma = torch.randint(0, 10, (b,), device=cpu), torch.ones(b, device=cpu)
 
         @torch.no_grad()
         def fwd():
             with autocast(cpu, bf16):
                 model(x, sigma, labels)
 
-        out["img_per_s"] = b / _median_time(fwd, reps)
+        out["img_per_s"] = b / _median_time(fwd, reps, cpu)
     else:
         model.eval()
         sigmas = karras_sigmas(50, 0.01, 80.0)
-        z, labels = torch.randn(64, 1, 28, 28), torch.arange(64) % 10
+        z, labels = torch.randn(64, 1, 28, 28, device=cpu), torch.arange(64, device=cpu) % 10
 
         def run():
             with autocast(cpu, bf16):
                 ddim(model, z * float(sigmas[0]), sigmas, cond=labels)
 
-        out["seconds_64_at_50_nfe"] = _median_time(run, max(1, reps // 2))
+        out["seconds_64_at_50_nfe"] = _median_time(run, max(1, reps // 2), cpu)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if cpu.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
 
@@ -124,24 +132,27 @@ def model_stats(kind: str) -> dict[str, float]:
     return {"params": sum(p.numel() for p in net.parameters()), "gflop_per_img": fc.get_total_flops() / 1e9}
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, device: str = "cpu") -> float:
     """Measured GFLOP/s of an n x n matmul in ``dtype`` (median of 5)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / _median_time(lambda: a @ b, 5) / 1e9
+    dev = torch.device(device)
+    n = 8192 if dev.type == "cuda" else n
+    a, b = torch.randn(n, n, dtype=dtype, device=dev), torch.randn(n, n, dtype=dtype, device=dev)
+    return 2 * n**3 / _median_time(lambda: a @ b, 5, dev) / 1e9
 
 
 def run_all(models: tuple[str, ...] = ("ours", "diffusers"), precisions: tuple[str, ...] = ("fp32", "bf16"),
-            log=print) -> dict[str, Any]:
+            log=print, device: str = "cpu") -> dict[str, Any]:
     """Every (model, precision, measurement) in its own subprocess; returns the whole table."""
-    res: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+    res: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+                           "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
                            "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
-                           "peak_gflops": {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)},
+                           "peak_gflops": {"fp32": matmul_peak(torch.float32, device=device), "bf16": matmul_peak(torch.bfloat16, device=device)},
                            "models": {m: model_stats(m) for m in models}, "rows": []}
     for m in models:
         for p in precisions:
             for w in ("train", "infer", "sample"):
                 log(f"measuring {m} {p} {w} ...")
-                r = subprocess.run([sys.executable, "-m", "diffuse.bench", m, p, w], capture_output=True, text=True)
+                r = subprocess.run([sys.executable, "-m", "diffuse.bench", m, p, w, device], capture_output=True, text=True)
                 if r.returncode != 0:
                     raise RuntimeError(f"{m} {p} {w} failed: {r.stderr[-500:]}")
                 res["rows"].append(json.loads(r.stdout.strip().splitlines()[-1]))
@@ -152,7 +163,7 @@ def table(res: dict[str, Any]) -> str:
     """Markdown table with the ratios ours/diffusers and the share of the measured matmul peaks reached."""
     rows = {(r["model"], r["precision"], r["what"]): r for r in res["rows"]}
     pk = res["peak_gflops"]
-    lines = [f"torch {res['torch']}, {res['threads']} threads, AMX: {res['amx']}; measured matmul peak fp32 {pk['fp32']:.0f} GFLOP/s, "
+    lines = [f"{res.get('device_name', 'cpu')}, torch {res['torch']}, {res['threads']} threads, AMX: {res['amx']}; measured matmul peak fp32 {pk['fp32']:.0f} GFLOP/s, "
              f"bf16 {pk['bf16']:.0f} GFLOP/s", ""]
     for m, st in res["models"].items():
         lines.append(f"- {m}: {st['params'] / 1e6:.2f}M params, {st['gflop_per_img']:.3f} GFLOP/img forward")
@@ -180,4 +191,4 @@ def table(res: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":  # one measurement, printed as JSON (run_all's subprocess)
-    print(json.dumps(measure(sys.argv[1], sys.argv[2], sys.argv[3])))
+    print(json.dumps(measure(sys.argv[1], sys.argv[2], sys.argv[3], device=sys.argv[4] if len(sys.argv) > 4 else "cpu")))

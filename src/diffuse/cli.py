@@ -228,6 +228,7 @@ app.add_typer(bench_app, name="bench")
 def bench_throughput(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     peer: bool = typer.Option(True, help="also measure diffusers' UNet2DModel (needs diffusers)"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
 ) -> None:
     """Training / inference / sampling speed and peak memory: our U-Net vs diffusers' UNet2DModel, same shape."""
     from . import bench
@@ -238,7 +239,7 @@ def bench_throughput(
             import diffusers  # noqa: F401
         except ImportError:
             raise UserError("diffusers is not installed: pip install -e '.[bench]', or pass --no-peer") from None
-    res = bench.run_all(models, log=lambda m: typer.echo(m, err=True))
+    res = bench.run_all(models, log=lambda m: typer.echo(m, err=True), device=str(_device(device)))
     typer.echo(json.dumps(res) if json_out else bench.table(res))
 
 
