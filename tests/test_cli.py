@@ -33,7 +33,7 @@ def test_round_trip(run, tmp_path):
     z = np.load(tmp_path / "s.npz")
     assert z["images"].shape == (12, 8, 8, 1) and z["images"].dtype == np.uint8
     assert z["labels"].tolist() == [i % 10 for i in range(12)]
-    diffuse("sample", run, "--n", "5", "--steps", "8", "--label", "3", "--out", tmp_path / "l.npz")
+    diffuse("sample", run, "--n", "5", "--steps", "8", "--label", "3", "--sampler", "heun", "--churn", "10", "--out", tmp_path / "l.npz")
     assert np.load(tmp_path / "l.npz")["labels"].tolist() == [3] * 5
     r = diffuse("eval", run, "--n", "200", "--steps", "10", "--json")
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -67,6 +67,7 @@ def test_bad_inputs_give_one_line(run, tmp_path):
     _one_line_error(diffuse("sample", tmp_path / "norun", "--out", tmp_path / "a.png", check=False), "not found")
     _one_line_error(diffuse("sample", run, "--out", tmp_path / "a.jpg", check=False), ".png or .npz")
     _one_line_error(diffuse("sample", run, "--n", "x", "--out", tmp_path / "a.png", check=False), "--n")
+    _one_line_error(diffuse("sample", run, "--churn", "5", "--out", tmp_path / "a.png", check=False), "--churn")
 
 
 def test_unconditional_model_rejects_guidance_and_label(tmp_path):

@@ -106,11 +106,11 @@ def _device(name: str):
     return dev
 
 
-def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: int, batch_size: int, precision: str):
+def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: int, batch_size: int, precision: str, churn: float = 0.0):
     from .generate import SampleConfig
 
     return SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
-                        batch_size=batch_size, precision=precision)
+                        batch_size=batch_size, precision=precision, churn=churn)
 
 
 @app.command()
@@ -127,6 +127,7 @@ def sample(
     precision: str = typer.Option("auto", help="auto | bf16 | fp32"),
     out: Path = typer.Option(..., help="FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels int64 [N])"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    churn: float = typer.Option(0.0, help="Heun only: EDM's S_churn, fresh noise per step (0 = deterministic)"),
 ) -> None:
     """Sample images from a trained run."""
     import numpy as np
@@ -141,7 +142,7 @@ def sample(
         raise UserError(f"--out must end in .png or .npz, got {out}")
     from .train import dist
 
-    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
+    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn)
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n images
     model, mcfg = load_model(run, dev)
     if n <= 0:

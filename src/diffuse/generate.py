@@ -36,6 +36,7 @@ class SampleConfig:
     seed: int = 0
     batch_size: int = 256
     precision: str = "auto"
+    churn: float = 0.0  # Heun only: EDM's S_churn (stochasticity); 0 is the deterministic Algorithm 1
 
     def validate(self, num_classes: int) -> None:
         get_sampler(self.sampler)
@@ -47,6 +48,8 @@ class SampleConfig:
             raise UserError(f"unknown schedule {self.schedule!r}; choose karras or vp")
         if self.guidance is not None and self.guidance != 1.0 and num_classes == 0:
             raise UserError("--guidance needs a conditional model; this one is unconditional")
+        if self.churn < 0 or (self.churn > 0 and self.sampler != "heun"):
+            raise UserError(f"--churn must be >= 0 and is for --sampler heun only, got {self.churn} with {self.sampler}")
         if self.guidance is not None and self.guidance < 0:
             raise UserError(f"--guidance must be >= 0, got {self.guidance}")
 
@@ -123,7 +126,8 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
         cond = labels[start : start + b].to(device) if labels is not None else None
         with autocast(device, bf16):
-            x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen)
+            extra = {"s_churn": cfg.churn} if cfg.churn > 0 else {}
+            x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen, **extra)
         out.append(to_uint8(x).cpu())
         if progress is not None:
             progress(b)
