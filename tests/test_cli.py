@@ -88,3 +88,21 @@ def test_checkpoint_from_another_model(run, tmp_path):
     _one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "different model")
     (bad / "model.safetensors").write_bytes(b"garbage")
     _one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "corrupt")
+
+
+def test_synth_is_deterministic_and_resumable(run, tmp_path):
+    import csv
+
+    out = tmp_path / "syn"
+    diffuse("synth", run, "--per-class", "3", "--steps", "6", "--batch-size", "8", "--out", out)
+    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    assert len(rows) == 30 and {r["label"] for r in rows} == {str(i) for i in range(10)}
+    assert set(rows[0]) == {"file", "label", "class_name", "seed", "sampler", "steps", "guidance"}
+    assert all((out / r["file"]).is_file() and r["file"].startswith(r["class_name"] + "/") for r in rows)
+    victim, keep = out / rows[4]["file"], out / rows[20]["file"]
+    before, mtime = victim.read_bytes(), keep.stat().st_mtime_ns
+    victim.unlink()
+    r = diffuse("synth", run, "--per-class", "3", "--steps", "6", "--batch-size", "8", "--out", out)
+    assert "1 images written, 29 already there" in r.stdout
+    assert victim.read_bytes() == before and keep.stat().st_mtime_ns == mtime
+    _one_line_error(diffuse("synth", run, "--per-class", "3", "--steps", "7", "--out", out, check=False), "other settings")

@@ -18,10 +18,25 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="diffuse: train, sample and evaluate diffusion models.")
 
 
-def _bar(total: int | None, desc: str, unit: str = "it"):
-    from tqdm import tqdm
+class _bar:
+    """A tqdm progress bar on stderr that appears with the first update, so an early error stays one line."""
 
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True, file=sys.stderr)
+    def __init__(self, total: int | None, desc: str, unit: str = "it"):
+        self.args, self.bar = dict(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True, file=sys.stderr), None
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(**self.args)
+        self.bar.update(n)
+
+    def __enter__(self) -> "_bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @app.command()
@@ -71,7 +86,9 @@ def train(
         nonlocal bar
         if bar is None:
             total = rec["total_steps"] if rec["total_steps"] else int(rec["total_seconds"])
-            bar = _bar(total, "train", "step" if rec["total_steps"] else "s")
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="train", unit="step" if rec["total_steps"] else "s", dynamic_ncols=True, file=sys.stderr)
         bar.n = rec["step"] if rec["total_steps"] else min(int(rec["seconds"]), bar.total)
         bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_per_s']:.0f}", step=rec["step"])
         bar.refresh()
@@ -219,6 +236,29 @@ def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
         if hasattr(mod, "Abort"):
             aborts.append(mod.Abort)
     return tuple(errors), tuple(aborts)
+
+
+@app.command()
+def synth(
+    run: Path = typer.Argument(..., help="run directory of a class-conditional model"),
+    per_class: int = typer.Option(..., help="images per class"),
+    out: Path = typer.Option(..., help="output folder: <class>/<index>.png + manifest.csv"),
+    sampler: str = typer.Option("dpmpp_2m"),
+    steps: int = typer.Option(20),
+    schedule: str = typer.Option("karras"),
+    guidance: Optional[float] = typer.Option(None, help="guidance strength (default: 3 for conditional models)"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(256),
+    precision: str = typer.Option("auto"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+) -> None:
+    """Write a labelled synthetic dataset (ImageFolder layout + manifest.csv); a re-run fills in only what is missing."""
+    from .synth import synth as run_synth
+
+    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
+    with _bar(None, "synth", "img") as bar:
+        res = run_synth(run, per_class, out, scfg, _device(device), progress=bar.update)
+    typer.echo(f"{out}: {res['written']} images written, {res['kept']} already there, {res['total']} in total; manifest: {out / 'manifest.csv'}")
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against diffusers (pip install -e '.[bench]').")
