@@ -106,3 +106,11 @@ def test_synth_is_deterministic_and_resumable(run, tmp_path):
     assert "1 images written, 29 already there" in r.stdout
     assert victim.read_bytes() == before and keep.stat().st_mtime_ns == mtime
     _one_line_error(diffuse("synth", run, "--per-class", "3", "--steps", "7", "--out", out, check=False), "other settings")
+
+
+def test_plot(run, tmp_path):
+    diffuse("plot", run, "--out", tmp_path / "t.png")
+    im = Image.open(tmp_path / "t.png")
+    assert im.size[0] > 800 and im.size[1] > 200
+    (tmp_path / "empty").mkdir()
+    _one_line_error(diffuse("plot", tmp_path / "empty", check=False), "no metrics.jsonl")

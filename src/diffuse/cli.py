@@ -261,6 +261,15 @@ def synth(
     typer.echo(f"{out}: {res['written']} images written, {res['kept']} already there, {res['total']} in total; manifest: {out / 'manifest.csv'}")
 
 
+@app.command()
+def plot(run: Path = typer.Argument(..., help="run directory"),
+         out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/plots/training.png)")) -> None:
+    """Loss, learning-rate and img/s curves from RUN/metrics.jsonl as a PNG."""
+    from .plots import plot_training
+
+    typer.echo(f"wrote {plot_training(run, out)}")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against diffusers (pip install -e '.[bench]').")
 app.add_typer(bench_app, name="bench")
 

@@ -1,0 +1,62 @@
+"""Training curves from RUN/metrics.jsonl as a PNG (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from .checkpoint import atomic_write_bytes
+from .errors import UserError
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The per-step records of metrics.jsonl (event lines skipped, a torn last line ignored)."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"no metrics.jsonl in {run}: train it first")
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "event" not in r and "loss" in r:
+            rows.append(r)
+    if not rows:
+        raise UserError(f"{path} holds no logged steps yet")
+    return rows
+
+
+def plot_training(run: Path, out: Path | None = None) -> Path:
+    """Loss (raw and smoothed, log scale), learning rate and img/s against step; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run)
+    step = [r["step"] for r in rows]
+    loss = [r["loss"] for r in rows]
+    k = max(1, len(loss) // 20)
+    smooth = [sum(loss[max(0, i - k + 1) : i + 1]) / len(loss[max(0, i - k + 1) : i + 1]) for i in range(len(loss))]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax[0].plot(step, loss, alpha=0.35, label="loss")
+    ax[0].plot(step, smooth, label=f"mean of {k}")
+    ax[0].set_yscale("log")
+    ax[0].set_title("training loss")
+    ax[0].legend()
+    ax[1].plot(step, [r["lr"] for r in rows])
+    ax[1].set_title("learning rate")
+    ax[2].plot(step, [r["img_per_s"] for r in rows])
+    ax[2].set_title("images / s")
+    for a in ax:
+        a.set_xlabel("step")
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    out = Path(out) if out else Path(run) / "plots" / "training.png"
+    atomic_write_bytes(out, buf.getvalue())
+    return out
