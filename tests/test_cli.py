@@ -114,3 +114,14 @@ def test_plot(run, tmp_path):
     assert im.size[0] > 800 and im.size[1] > 200
     (tmp_path / "empty").mkdir()
     _one_line_error(diffuse("plot", tmp_path / "empty", check=False), "no metrics.jsonl")
+
+
+def test_cas_on_digits(run):
+    r = diffuse("eval", run, "--metrics", "cas", "--cas-per-class", "20", "--cas-steps", "200", "--steps", "8", "--json")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "fid" not in res
+    for k in ("cas_synthetic", "cas_real_equal_n", "scarce_real", "scarce_real_plus_synthetic"):
+        assert 0 <= res[k] <= 1
+    assert res["cas_real_equal_n"] > 0.7  # 200 real digits train a decent classifier
+    assert res["cas_synthetic"] > 0.2  # a 150-step model's samples carry class information (chance: 0.1)
+    _one_line_error(diffuse("eval", run, "--metrics", "fid,bogus", check=False), "unknown --metrics")

@@ -201,16 +201,29 @@ def eval_(
     precision: str = typer.Option("auto"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    metrics: str = typer.Option("fid,acc", help="comma list of fid, acc, cas (Classification Accuracy Score)"),
+    cas_per_class: int = typer.Option(500, help="synthetic (and real) images per class for cas"),
+    cas_steps: int = typer.Option(600, help="training steps of each cas classifier"),
 ) -> None:
-    """FID (domain-classifier features, test split as reference) and label accuracy of samples."""
+    """FID (domain-classifier features, test split as reference), label accuracy, and optionally CAS."""
     from .metrics import evaluate
 
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
     with _bar(n, "eval", "img") as bar:
-        res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update, device=_device(device))
-    res.pop("images"), res.pop("labels")
+        res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update, device=_device(device),
+                       metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), cas_per_class=cas_per_class,
+                       cas_steps=cas_steps)
+    res.pop("images", None), res.pop("labels", None)
     if json_out:
         typer.echo(json.dumps(res))
+        return
+    if "cas_synthetic" in res:
+        typer.echo(f"CAS (Ravuri & Vinyals 2019), {res['cas_per_class']} images per class, same classifier and steps for each row:")
+        typer.echo(f"  trained on synthetic, tested on real: {res['cas_synthetic']:.1%}  (real, equal n: {res['cas_real_equal_n']:.1%}; "
+                   f"ratio {res['cas_ratio']:.2f})")
+        typer.echo(f"  {res['scarce_per_class']} real per class: {res['scarce_real']:.1%}; plus the synthetic set: "
+                   f"{res['scarce_real_plus_synthetic']:.1%}")
+    if "fid" not in res:
         return
     typer.echo(f"FID {res['fid']:.2f} at n={res['n']} (real training images at the same n: {res['fid_real']:.2f})")
     typer.echo(f"  features: {res['feature_net']}; reference: {res['reference']}")

@@ -18,19 +18,41 @@ from .classifier import get_classifier, predict
 from .fid import fid_from_features
 
 
+METRICS = ("fid", "acc", "cas")
+
+
 def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log: Callable[[str], None] = print,
-             progress: Callable[[int], None] | None = None, device: str | torch.device = "cpu") -> dict[str, Any]:
+             progress: Callable[[int], None] | None = None, device: str | torch.device = "cpu",
+             metrics: tuple[str, ...] = ("fid", "acc"), cas_per_class: int = 500, cas_steps: int = 600) -> dict[str, Any]:
     """Sample n images from the run and score them against the dataset's test split.
 
+    ``metrics``: ``fid`` and ``acc`` (always computed together, from one set of samples) and ``cas``
+    (Classification Accuracy Score, see cas.py; conditional models only).
     Reports ``fid`` (samples vs test split), ``fid_real`` (n real training images vs the test split: the
     floor FID reaches at this n, since FID is biased upwards at small n), ``label_accuracy`` (share of
     conditional samples the classifier puts in the requested class) and the classifier's own test accuracy.
     """
     if n < 2:
         raise UserError(f"--n must be at least 2 for FID, got {n}")
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown or not metrics:
+        raise UserError(f"unknown --metrics {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
+    if "cas" in metrics and (cas_per_class <= 0 or cas_steps <= 0):
+        raise UserError(f"--cas-per-class and --cas-steps must be positive, got {cas_per_class} and {cas_steps}")
     model, mcfg = load_model(Path(run_dir), device)
-    res = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress)
-    return {"run": str(run_dir), **res}
+    if "cas" in metrics and mcfg.num_classes == 0:
+        raise UserError("--metrics cas needs a class-conditional model")
+    res: dict[str, Any] = {"run": str(run_dir)}
+    if "fid" in metrics or "acc" in metrics:
+        res.update(evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress))
+    if "cas" in metrics:
+        from .cas import cas
+
+        train = load_dataset(mcfg.data, "train", mcfg.data_dir)
+        test = load_dataset(mcfg.data, "test", mcfg.data_dir)
+        res.update(cas(model, mcfg.num_classes, train, test, cas_per_class, min(100, cas_per_class), scfg or SampleConfig(),
+                       steps=cas_steps, log=log))
+    return res
 
 
 def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_classes: int, n: int = 1000,

@@ -63,6 +63,7 @@ def train_classifier(train: ImageDataset, epochs: int = 3, batch_size: int = 128
     torch.manual_seed(seed)
     net = DomainClassifier(train.shape[0], train.num_classes).to(memory_format=torch.channels_last)
     steps = max(epochs * (len(train) // batch_size), min_steps)
+    batch_size = min(batch_size, len(train))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     net.train()
