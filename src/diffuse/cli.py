@@ -39,6 +39,17 @@ class _bar:
             self.bar.close()
 
 
+# Sampling flags shared by sample, eval and synth (one definition each).
+_SAMPLER = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m")
+_STEPS = typer.Option(20, help="sampler steps (heun costs 2 evaluations per step)")
+_SCHEDULE = typer.Option("karras", help="karras | vp (the DDPM training timesteps)")
+_GUIDANCE = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default: 3 for conditional models)")
+_SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i)")
+_BATCH = typer.Option(256, help="images per forward batch")
+_PRECISION = typer.Option("auto", help="auto | bf16 | fp32")
+_DEVICE = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
+
+
 @app.command()
 def train(
     data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file"),
@@ -66,7 +77,7 @@ def train(
     checkpoint_every: int = typer.Option(1000, help="checkpoint every N steps"),
     log_every: int = typer.Option(50, help="append to metrics.jsonl every N steps"),
     resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
-    device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N"),
+    device: str = _DEVICE,
 ) -> None:
     """Train a diffusion model; writes RUN/config.json, model.safetensors, state/, samples/, metrics.jsonl."""
     from .train import TrainConfig
@@ -134,16 +145,16 @@ def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: 
 def sample(
     run: Path = typer.Argument(..., help="run directory"),
     n: int = typer.Option(64, "--n", "--num-samples", help="number of images (--num-samples under torchrun, whose parser claims --n)"),
-    sampler: str = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m"),
-    steps: int = typer.Option(20, help="sampler steps (heun costs 2 evaluations per step)"),
-    schedule: str = typer.Option("karras", help="karras | vp (the DDPM training timesteps)"),
-    guidance: Optional[float] = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default: 3 for conditional models)"),
+    sampler: str = _SAMPLER,
+    steps: int = _STEPS,
+    schedule: str = _SCHEDULE,
+    guidance: Optional[float] = _GUIDANCE,
     label: Optional[int] = typer.Option(None, help="class to sample (default: round robin, i mod classes)"),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(256),
-    precision: str = typer.Option("auto", help="auto | bf16 | fp32"),
+    seed: int = _SEED,
+    batch_size: int = _BATCH,
+    precision: str = _PRECISION,
     out: Path = typer.Option(..., help="FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels int64 [N])"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    device: str = _DEVICE,
     churn: float = typer.Option(0.0, help="Heun only: EDM's S_churn, fresh noise per step (0 = deterministic)"),
 ) -> None:
     """Sample images from a trained run."""
@@ -192,15 +203,15 @@ def sample(
 def eval_(
     run: Path = typer.Argument(..., help="run directory"),
     n: int = typer.Option(1000, "--n", "--num-samples", help="number of samples"),
-    sampler: str = typer.Option("dpmpp_2m"),
-    steps: int = typer.Option(20),
-    schedule: str = typer.Option("karras"),
-    guidance: Optional[float] = typer.Option(None, help="guidance strength (default: 3 for conditional models)"),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(256),
-    precision: str = typer.Option("auto"),
+    sampler: str = _SAMPLER,
+    steps: int = _STEPS,
+    schedule: str = _SCHEDULE,
+    guidance: Optional[float] = _GUIDANCE,
+    seed: int = _SEED,
+    batch_size: int = _BATCH,
+    precision: str = _PRECISION,
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    device: str = _DEVICE,
     metrics: str = typer.Option("fid,acc", help="comma list of fid, acc, cas (Classification Accuracy Score)"),
     cas_per_class: int = typer.Option(500, help="synthetic (and real) images per class for cas"),
     cas_steps: int = typer.Option(600, help="training steps of each cas classifier"),
@@ -256,14 +267,14 @@ def synth(
     run: Path = typer.Argument(..., help="run directory of a class-conditional model"),
     per_class: int = typer.Option(..., help="images per class"),
     out: Path = typer.Option(..., help="output folder: <class>/<index>.png + manifest.csv"),
-    sampler: str = typer.Option("dpmpp_2m"),
-    steps: int = typer.Option(20),
-    schedule: str = typer.Option("karras"),
-    guidance: Optional[float] = typer.Option(None, help="guidance strength (default: 3 for conditional models)"),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(256),
-    precision: str = typer.Option("auto"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    sampler: str = _SAMPLER,
+    steps: int = _STEPS,
+    schedule: str = _SCHEDULE,
+    guidance: Optional[float] = _GUIDANCE,
+    seed: int = _SEED,
+    batch_size: int = _BATCH,
+    precision: str = _PRECISION,
+    device: str = _DEVICE,
 ) -> None:
     """Write a labelled synthetic dataset (ImageFolder layout + manifest.csv); a re-run fills in only what is missing."""
     from .synth import synth as run_synth
