@@ -111,9 +111,7 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    rank = int(__import__("os").environ.get("RANK", "0"))
-    dist.teardown(dist.Dist(rank, int(__import__("os").environ.get("WORLD_SIZE", "1"))))
-    if rank != 0:
+    if dist.teardown() != 0:  # under torchrun only rank 0 reports
         return
     state = "interrupted; resume with --resume" if res.interrupted else "done"
     typer.echo(f"{state}: step {res.step}, {res.nimg} images, {res.seconds:.0f} s. Weights: {res.run_dir / 'model.safetensors'}; "

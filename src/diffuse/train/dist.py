@@ -47,9 +47,12 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     return Dist(dist.get_rank(), dist.get_world_size(), local), device
 
 
-def teardown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
+def teardown(d: Dist | None = None) -> int:
+    """Leave the process group if one is up; returns this process's rank (0 when not distributed)."""
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if dist.is_initialized():
         dist.destroy_process_group()
+    return rank
 
 
 def mean(d: Dist, x: torch.Tensor) -> torch.Tensor:

@@ -63,10 +63,10 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset) -> ModelConfig:
     return ModelConfig(net=net, precond=pre, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir)
 
 
-def _sample_sigma(cfg: TrainConfig, model: Precond, b: int, g: torch.Generator) -> torch.Tensor:
+def _sample_sigma(cfg: TrainConfig, abar: torch.Tensor, b: int, g: torch.Generator) -> torch.Tensor:
     if cfg.sigma_density == "lognormal":
         return schedules.sample_lognormal_sigma(b, cfg.p_mean, cfg.p_std, generator=g)
-    return schedules.sample_vp_sigma(b, model.cfg.abar(), generator=g)
+    return schedules.sample_vp_sigma(b, abar, generator=g)
 
 
 def _checksum(model: Precond) -> float:
@@ -156,6 +156,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     bf16 = use_bf16(cfg.precision, device)
     nc = mcfg.num_classes
     b = cfg.batch_size
+    abar = mcfg.precond.abar()  # the VP schedule, computed once (used by the uniform-t density)
     lo, hi = d.rank * (b // d.world), (d.rank + 1) * (b // d.world)  # this rank's slice of every global batch
     grid_labels = round_robin_labels(10 * max(nc, 1) if nc else 64, nc)
     stop = {"flag": False}
@@ -180,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
                 break
             x0, labels = get_batch(ds, b, step, cfg.seed, cfg.flip)  # the global batch; this rank uses [lo:hi]
             g = step_generator(cfg.seed, step, stream=3)
-            sigma = _sample_sigma(cfg, model, b, g)[lo:hi].to(device)  # [B/world]
+            sigma = _sample_sigma(cfg, abar, b, g)[lo:hi].to(device)  # [B/world]
             noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
             cond = drop_labels(labels, cfg.label_dropout, nc, g)[lo:hi].to(device) if nc else None
             x0 = x0[lo:hi].to(device).contiguous(memory_format=torch.channels_last)  # [B/world, C, H, W]
