@@ -125,3 +125,17 @@ def test_cas_on_digits(run):
     assert res["cas_real_equal_n"] > 0.7  # 200 real digits train a decent classifier
     assert res["cas_synthetic"] > 0.2  # a 150-step model's samples carry class information (chance: 0.1)
     _one_line_error(diffuse("eval", run, "--metrics", "fid,bogus", check=False), "unknown --metrics")
+
+
+def test_eval_kid_pr_bpd(run, tmp_path):
+    r = diffuse("eval", run, "--metrics", "fid,kid,pr,bpd", "--n", "100", "--steps", "6", "--bpd-n", "8", "--vlb-steps", "40",
+                "--ode-steps", "6", "--json")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["n"] == 100 and res["bpd_n"] == 8 and res["bpd_vlb_steps"] == 40
+    assert 0 <= res["precision"] <= 1 and 0 <= res["recall"] <= 1 and res["recall_real"] > 0.5
+    assert abs(res["kid_real"]) < res["kid"]  # real images are closer to the test split than a 150-step model's
+    assert 0 < res["bpd_ode"] < 16 and 0 < res["bpd_vlb"] < 16
+    assert "label_accuracy" not in res  # only what was asked for
+    r = diffuse("eval", run, "--metrics", "fid", "--features", "inception", check=False)
+    _one_line_error(r, "--inception-weights")
+    _one_line_error(diffuse("eval", run, "--metrics", "bpd", "--bpd-n", "0", check=False), "--bpd-n")

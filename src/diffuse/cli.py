@@ -210,38 +210,57 @@ def eval_(
     precision: str = _PRECISION,
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     device: str = _DEVICE,
-    metrics: str = typer.Option("fid,acc", help="comma list of fid, acc, cas (Classification Accuracy Score)"),
+    metrics: str = typer.Option("fid,acc", help="comma list of fid, kid, pr (precision/recall), acc, cas, bpd"),
+    features: str = typer.Option("classifier", help="feature network for fid/kid/pr: classifier or inception"),
+    inception_weights: Optional[Path] = typer.Option(None, help="local pt_inception .pth/.safetensors for --features inception"),
     cas_per_class: int = typer.Option(500, help="synthetic (and real) images per class for cas"),
     cas_steps: int = typer.Option(600, help="training steps of each cas classifier"),
+    bpd_n: int = typer.Option(100, help="test images for bpd"),
+    vlb_steps: Optional[int] = typer.Option(None, help="VP steps of the bpd bound (default: all T of the schedule)"),
+    ode_steps: int = typer.Option(64, help="Heun steps of the probability-flow ODE for bpd"),
 ) -> None:
-    """FID (domain-classifier features, test split as reference), label accuracy, and optionally CAS."""
-    from .metrics import evaluate
+    """FID/KID/precision-recall (domain-classifier or Inception features, test split as reference), label accuracy,
+    Classification Accuracy Score and bits/dim."""
+    from .metrics import evaluate, parse_metrics
 
+    mlist = parse_metrics(metrics)
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
     with _bar(n, "eval", "img") as bar:
         res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update, device=_device(device),
-                       metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()), cas_per_class=cas_per_class,
-                       cas_steps=cas_steps)
+                       metrics=mlist, cas_per_class=cas_per_class, cas_steps=cas_steps, features=features,
+                       inception_weights=inception_weights, bpd_n=bpd_n, vlb_steps=vlb_steps, ode_steps=ode_steps)
     res.pop("images", None), res.pop("labels", None)
     if json_out:
         typer.echo(json.dumps(res))
         return
+    _print_eval(res)
+
+
+def _print_eval(res: dict) -> None:
+    if "fid" in res:
+        typer.echo(f"FID {res['fid']:.2f} at n={res['n']} (real training images at the same n: {res['fid_real']:.2f})")
+        if "kid" in res:
+            typer.echo(f"KID {res['kid']:.5f} +- {res['kid_std']:.5f} (real: {res['kid_real']:.5f})")
+        if "precision" in res:
+            typer.echo(f"precision {res['precision']:.3f}, recall {res['recall']:.3f} (real: {res['precision_real']:.3f}, "
+                       f"{res['recall_real']:.3f})")
+        typer.echo(f"  features: {res['feature_net']}; reference: {res['reference']}")
+        typer.echo(f"  domain classifier test accuracy: {res['classifier_test_accuracy']:.1%}")
+        if "label_accuracy" in res:
+            typer.echo(f"  label accuracy of samples: {res['label_accuracy']:.1%}")
+        typer.echo(f"  sampler {res['sample_sampler']}, {res['sample_steps']} steps, {res['sample_schedule']} schedule, "
+                   f"guidance {res['sample_guidance']}, seed {res['sample_seed']}; sampling took {res['sample_seconds']:.1f} s")
+        typer.echo(f"  note: {res['note']}")
     if "cas_synthetic" in res:
         typer.echo(f"CAS (Ravuri & Vinyals 2019), {res['cas_per_class']} images per class, same classifier and steps for each row:")
         typer.echo(f"  trained on synthetic, tested on real: {res['cas_synthetic']:.1%}  (real, equal n: {res['cas_real_equal_n']:.1%}; "
                    f"ratio {res['cas_ratio']:.2f})")
         typer.echo(f"  {res['scarce_per_class']} real per class: {res['scarce_real']:.1%}; plus the synthetic set: "
                    f"{res['scarce_real_plus_synthetic']:.1%}")
-    if "fid" not in res:
-        return
-    typer.echo(f"FID {res['fid']:.2f} at n={res['n']} (real training images at the same n: {res['fid_real']:.2f})")
-    typer.echo(f"  features: {res['feature_net']}; reference: {res['reference']}")
-    typer.echo(f"  domain classifier test accuracy: {res['classifier_test_accuracy']:.1%}")
-    if "label_accuracy" in res:
-        typer.echo(f"  label accuracy of samples: {res['label_accuracy']:.1%}")
-    typer.echo(f"  sampler {res['sample_sampler']}, {res['sample_steps']} steps, {res['sample_schedule']} schedule, "
-               f"guidance {res['sample_guidance']}, seed {res['sample_seed']}; sampling took {res['sample_seconds']:.1f} s")
-    typer.echo(f"  note: {res['note']}")
+    if "bpd_vlb" in res:
+        typer.echo(f"bits/dim on {res['bpd_n']} test images: VLB {res['bpd_vlb']:.3f} +- {res['bpd_vlb_sem']:.3f} "
+                   f"({res['bpd_vlb_steps']} steps, an upper bound); probability-flow ODE {res['bpd_ode']:.3f} +- "
+                   f"{res['bpd_ode_sem']:.3f} ({res['bpd_ode_steps']} Heun steps, Hutchinson, dequantized)")
 
 
 def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:

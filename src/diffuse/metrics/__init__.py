@@ -1,4 +1,9 @@
-"""Evaluation of a run: FID in the domain classifier's feature space and label accuracy of conditional samples."""
+"""Evaluation of a run: sample metrics (FID, KID, precision/recall, label accuracy), CAS and bits/dim.
+
+Sample metrics compare n generated images with the dataset's test split in a feature space: the cached domain
+classifier's (default) or the FID Inception network's (``features="inception"``, local weights only). The test
+split's features are cached per feature network and split content hash.
+"""
 
 from __future__ import annotations
 
@@ -9,83 +14,162 @@ from typing import Any, Callable
 
 import torch
 
-from ..data import load_dataset
+from ..checkpoint import load_tensors, save_tensors
+from ..data import ImageDataset, load_dataset, to_model_space
 from ..errors import UserError
 from ..generate import SampleConfig, generate, round_robin_labels
 from ..model import load_model
 from ..precond import Precond
-from .classifier import get_classifier, predict
-from .fid import fid_from_features
+from .classifier import cache_dir, classifier_key, dataset_hash, get_classifier, predict
+from .fid import fid_from_features, kid_from_features
+
+METRICS = ("fid", "kid", "pr", "acc", "cas", "bpd")
+SAMPLE_METRICS = ("fid", "kid", "pr", "acc")
+FEATURES = ("classifier", "inception")
 
 
-METRICS = ("fid", "acc", "cas")
+def parse_metrics(spec: str | tuple[str, ...]) -> tuple[str, ...]:
+    """'fid,kid' -> ('fid', 'kid'); one clear error for unknown names."""
+    items = tuple(m.strip() for m in (spec.split(",") if isinstance(spec, str) else spec) if m.strip())
+    unknown = sorted(set(items) - set(METRICS))
+    if unknown or not items:
+        raise UserError(f"unknown --metrics {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
+    return items
 
 
 def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log: Callable[[str], None] = print,
              progress: Callable[[int], None] | None = None, device: str | torch.device = "cpu",
-             metrics: tuple[str, ...] = ("fid", "acc"), cas_per_class: int = 500, cas_steps: int = 600) -> dict[str, Any]:
-    """Sample n images from the run and score them against the dataset's test split.
-
-    ``metrics``: ``fid`` and ``acc`` (always computed together, from one set of samples) and ``cas``
-    (Classification Accuracy Score, see cas.py; conditional models only).
-    Reports ``fid`` (samples vs test split), ``fid_real`` (n real training images vs the test split: the
-    floor FID reaches at this n, since FID is biased upwards at small n), ``label_accuracy`` (share of
-    conditional samples the classifier puts in the requested class) and the classifier's own test accuracy.
-    """
+             metrics: str | tuple[str, ...] = ("fid", "acc"), cas_per_class: int = 500, cas_steps: int = 600,
+             features: str = "classifier", inception_weights: str | Path | None = None, bpd_n: int = 100,
+             vlb_steps: int | None = None, ode_steps: int = 64) -> dict[str, Any]:
+    """Evaluate a run directory. ``metrics`` (comma list or tuple) from METRICS:
+    ``fid``, ``kid``, ``pr`` (improved precision/recall), ``acc`` (label accuracy): one set of n samples;
+    ``cas``: Classification Accuracy Score (cas.py; class models only);
+    ``bpd``: bits/dim of ``bpd_n`` test images by the VLB (``vlb_steps`` of the VP process, all by default) and the
+    probability-flow ODE (``ode_steps`` Heun steps, Hutchinson divergence)."""
+    metrics = parse_metrics(metrics)
     if n < 2:
         raise UserError(f"--n must be at least 2 for FID, got {n}")
-    unknown = sorted(set(metrics) - set(METRICS))
-    if unknown or not metrics:
-        raise UserError(f"unknown --metrics {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
+    if features not in FEATURES:
+        raise UserError(f"unknown --features {features!r}; choose classifier or inception")
     if "cas" in metrics and (cas_per_class <= 0 or cas_steps <= 0):
         raise UserError(f"--cas-per-class and --cas-steps must be positive, got {cas_per_class} and {cas_steps}")
+    if "bpd" in metrics and (bpd_n <= 0 or ode_steps <= 0 or (vlb_steps is not None and vlb_steps < 2)):
+        raise UserError(f"--bpd-n and --ode-steps must be positive and --vlb-steps at least 2, got {bpd_n}, {ode_steps}, {vlb_steps}")
+    inception = None
+    if features == "inception" and set(metrics) & {"fid", "kid", "pr"}:
+        from .inception import load_inception
+
+        inception = load_inception(inception_weights)  # fails before any sampling if the file is wrong
     model, mcfg = load_model(Path(run_dir), device)
     if "cas" in metrics and mcfg.num_classes == 0:
         raise UserError("--metrics cas needs a class-conditional model")
     res: dict[str, Any] = {"run": str(run_dir)}
-    if "fid" in metrics or "acc" in metrics:
-        res.update(evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress))
+    if set(metrics) & set(SAMPLE_METRICS):
+        res.update(evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress,
+                                     metrics=metrics, inception=inception))
+    test = load_dataset(mcfg.data, "test", mcfg.data_dir)
     if "cas" in metrics:
         from .cas import cas
 
         train = load_dataset(mcfg.data, "train", mcfg.data_dir)
-        test = load_dataset(mcfg.data, "test", mcfg.data_dir)
         res.update(cas(model, mcfg.num_classes, train, test, cas_per_class, min(100, cas_per_class), scfg or SampleConfig(),
                        steps=cas_steps, log=log))
+    if "bpd" in metrics:
+        res.update(bits_per_dim(model, test, bpd_n, vlb_steps, ode_steps, log))
     return res
+
+
+def bits_per_dim(model: Precond, test: ImageDataset, n: int = 100, vlb_steps: int | None = None, ode_steps: int = 64,
+                 log: Callable[[str], None] = print, batch_size: int = 50) -> dict[str, Any]:
+    """Bits/dim of the first n test images (labels as conditions for class models), by both routes in likelihood.py."""
+    from ..likelihood import ode_bpd, vlb_bpd, vp_abar_for
+
+    n = min(n, len(test))
+    device = next(model.parameters()).device
+    abar = vp_abar_for(model)
+    vlb, ode = [], []
+    t0 = time.monotonic()
+    for i in range(0, n, batch_size):
+        x0 = to_model_space(test.images[i : i + batch_size]).to(device)
+        cond = test.labels[i : i + batch_size].to(device) if test.labels is not None and model.net.cfg.num_classes else None
+        g = torch.Generator(device=device).manual_seed(i)
+        vlb.append(vlb_bpd(model, x0, abar, cond, steps=vlb_steps, generator=g)["bpd"])
+        lo, hi = model.sigma_range
+        ode.append(ode_bpd(model, x0, max(lo, 1e-3), hi, cond, steps=ode_steps, generator=g)["bpd"])
+        log(f"bits/dim: {min(i + batch_size, n)}/{n} test images")
+    v, o = torch.cat(vlb), torch.cat(ode)
+    return {"bpd_n": n, "bpd_vlb": float(v.mean()), "bpd_vlb_sem": float(v.std() / len(v) ** 0.5) if n > 1 else 0.0,
+            "bpd_vlb_steps": vlb_steps or len(abar), "bpd_ode": float(o.mean()),
+            "bpd_ode_sem": float(o.std() / len(o) ** 0.5) if n > 1 else 0.0, "bpd_ode_steps": ode_steps,
+            "bpd_seconds": time.monotonic() - t0}
+
+
+def reference_features(key: str, ds: ImageDataset, featurize: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Features of every image of ``ds``, cached under DIFFUSE_CACHE/reference keyed by the feature network's key
+    and the split's content hash (so a changed dataset or network never reuses stale statistics)."""
+    path = cache_dir() / "reference" / f"{key}-{ds.name}-{dataset_hash(ds)}.safetensors"
+    if path.is_file():
+        t, _ = load_tensors(path, "cached reference features")
+        if "features" in t and len(t["features"]) == len(ds):
+            return t["features"].double()
+    f = featurize(ds.images)
+    save_tensors(path, {"features": f.float()}, {"n": len(ds), "feature_key": key})
+    return f
 
 
 def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_classes: int, n: int = 1000,
                       scfg: SampleConfig | None = None, log: Callable[[str], None] = print,
-                      progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
-    """``evaluate`` for any denoiser (ours or a wrapped peer network), by dataset name."""
+                      progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
+                      metrics: tuple[str, ...] = ("fid", "acc"), inception: torch.nn.Module | None = None) -> dict[str, Any]:
+    """The sample metrics for any denoiser (ours or a wrapped peer network), by dataset name. FID is always
+    reported with ``fid_real`` (n real training images vs the test split: the floor at this n)."""
     scfg = scfg or SampleConfig()
     train = load_dataset(data, "train", data_dir)
     test = load_dataset(data, "test", data_dir)
     if train.labels is None:
         raise UserError(f"{data} has no labels, so no domain classifier can be trained for FID")
     clf, clf_acc = get_classifier(train, test, log)
+    if inception is not None:
+        from .inception import inception_features
+
+        featurize = lambda im: inception_features(inception, im)  # noqa: E731
+        fkey, fname = "inception-fid", "FID Inception-v3 (pt_inception weights, 2048-d pool)"
+    else:
+        featurize = lambda im: predict(clf, im)[0]  # noqa: E731
+        fkey, fname = classifier_key(train), f"domain classifier ({data}, 128-d penultimate layer)"
     labels = round_robin_labels(n, num_classes)
     t0 = time.monotonic()
     images = generate(model, n, scfg, labels, progress, shape=shape, num_classes=num_classes)
     sample_seconds = time.monotonic() - t0
-    feats, pred = predict(clf, images)
-    test_feats, _ = predict(clf, test.images)
+    feats, pred = (featurize(images), None) if inception is not None else predict(clf, images)
+    ref = reference_features(fkey, test, featurize)
     real_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
-    real_feats, _ = predict(clf, train.images[real_idx])
+    real_feats = featurize(train.images[real_idx])
     out: dict[str, Any] = {
         "n": n,
-        "fid": fid_from_features(feats, test_feats),
-        "fid_real": fid_from_features(real_feats, test_feats),
+        "fid": fid_from_features(feats, ref),
+        "fid_real": fid_from_features(real_feats, ref),
         "reference": f"{data} test split ({len(test)} images)",
-        "feature_net": f"domain classifier ({data}, 128-d penultimate layer)",
+        "feature_net": fname,
         "classifier_test_accuracy": clf_acc,
         "sample_seconds": sample_seconds,
         **{f"sample_{k}": v for k, v in asdict(scfg).items() if k not in ("batch_size", "precision")},
         "sample_guidance": scfg.guidance_for(num_classes),
-        "note": "FID is biased upwards at small n; compare runs at equal n, and against fid_real",
+        "note": "FID and KID are biased at small n; compare runs at equal n and feature network, and against the *_real floors",
     }
-    if labels is not None:
+    if "kid" in metrics:
+        out["kid"], out["kid_std"] = kid_from_features(feats, ref)
+        out["kid_real"], _ = kid_from_features(real_feats, ref)
+    if "pr" in metrics:
+        from .precision_recall import precision_recall
+
+        ref_n = ref[torch.randperm(len(ref), generator=torch.Generator().manual_seed(1))[:n]]  # equal set sizes
+        out["precision"], out["recall"] = precision_recall(ref_n, feats)
+        out["precision_real"], out["recall_real"] = precision_recall(ref_n, real_feats)
+    if labels is not None and "acc" in metrics:
+        if pred is None:
+            _, pred = predict(clf, images)
         out["label_accuracy"] = float((pred == labels).float().mean())
     out["images"] = images  # uint8 [n, C, H, W], for grids; dropped by the CLI's JSON
     out["labels"] = labels

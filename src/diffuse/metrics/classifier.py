@@ -92,9 +92,14 @@ def predict(net: DomainClassifier, images: torch.Tensor, batch_size: int = 500) 
     return torch.cat(feats), torch.cat(preds)
 
 
+def classifier_key(train: ImageDataset) -> str:
+    """Cache key of the classifier trained on ``train`` (dataset content hash and classifier version)."""
+    return f"{train.name}-{dataset_hash(train)}-v{CLASSIFIER_VERSION}"
+
+
 def get_classifier(train: ImageDataset, test: ImageDataset, log=print) -> tuple[DomainClassifier, float]:
     """The cached classifier for this training set (trained on first use) and its test accuracy."""
-    key = f"{train.name}-{dataset_hash(train)}-v{CLASSIFIER_VERSION}"
+    key = classifier_key(train)
     path = cache_dir() / "classifiers" / f"{key}.safetensors"
     net = DomainClassifier(train.shape[0], train.num_classes)
     if path.is_file():

@@ -32,3 +32,25 @@ def frechet_distance(mu1: torch.Tensor, s1: torch.Tensor, mu2: torch.Tensor, s2:
 def fid_from_features(a: torch.Tensor, b: torch.Tensor) -> float:
     """FID between two feature sets [N, D], [M, D]."""
     return frechet_distance(*feature_stats(a), *feature_stats(b))
+
+
+def kid_from_features(a: torch.Tensor, b: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
+                      seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance (Binkowski et al. 2018): the unbiased MMD^2 estimate with the cubic polynomial
+    kernel k(x, y) = (x.y / D + 1)^3, averaged over ``subsets`` random subsets of ``min(subset_size, N, M)``
+    from each set. Unbiased, so it can be slightly negative when the sets match. Returns (mean, std)."""
+    a, b = a.double(), b.double()
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError("KID needs at least 2 features in each set")
+    d = a.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=g)[:m]]
+        y = b[torch.randperm(len(b), generator=g)[:m]]
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        off = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        vals.append(float(off - 2 * kxy.mean()))
+    t = torch.tensor(vals, dtype=torch.float64)
+    return float(t.mean()), float(t.std()) if len(vals) > 1 else 0.0
