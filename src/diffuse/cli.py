@@ -305,14 +305,41 @@ def synth(
 @app.command()
 def plot(run: Path = typer.Argument(..., help="run directory"),
          out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/plots/training.png)")) -> None:
-    """Loss, learning-rate and img/s curves from RUN/metrics.jsonl as a PNG."""
-    from .plots import plot_training
+    """Loss, learning-rate and img/s curves from RUN/metrics.jsonl as a PNG; FID vs NFE too once `bench quality` ran."""
+    from .plots import plot_quality, plot_training
 
     typer.echo(f"wrote {plot_training(run, out)}")
+    if (run / "quality.json").is_file():
+        typer.echo(f"wrote {plot_quality(run, out.with_name(out.stem + '_fid_vs_nfe.png') if out else None)}")
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against diffusers (pip install -e '.[bench]').")
 app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("quality")
+def bench_quality(
+    run: Path = typer.Argument(..., help="run directory"),
+    n: int = typer.Option(500, "--n", "--num-samples", help="samples per (sampler, NFE)"),
+    samplers: str = typer.Option("ddim,dpmpp_2m,heun,ddpm", help="comma list of samplers"),
+    nfe: str = typer.Option("5,10,20,50,100,250", help="comma list of NFE targets"),
+    guidance: Optional[float] = _GUIDANCE,
+    seed: int = _SEED,
+    device: str = _DEVICE,
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """FID against NFE for each sampler: table, RUN/quality.json and RUN/plots/fid_vs_nfe.png."""
+    from .plots import plot_quality
+    from .quality import quality_sweep, table
+
+    try:
+        nfes = tuple(int(k) for k in nfe.split(",") if k.strip())
+    except ValueError:
+        raise UserError(f"--nfe must be a comma list of integers, got {nfe!r}") from None
+    names = tuple(s.strip() for s in samplers.split(",") if s.strip())
+    res = quality_sweep(run, n, names, nfes, guidance, seed, str(_device(device)), log=lambda m: typer.echo(m, err=True))
+    png = plot_quality(run)
+    typer.echo(json.dumps(res) if json_out else table(res) + f"\nplot: {png}")
 
 
 @bench_app.command("throughput")

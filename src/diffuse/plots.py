@@ -60,3 +60,35 @@ def plot_training(run: Path, out: Path | None = None) -> Path:
     out = Path(out) if out else Path(run) / "plots" / "training.png"
     atomic_write_bytes(out, buf.getvalue())
     return out
+
+
+def plot_quality(run: Path, out: Path | None = None) -> Path:
+    """FID against NFE (log-log), one line per sampler, from RUN/quality.json (``diffuse bench quality``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(run) / "quality.json"
+    if not path.is_file():
+        raise UserError(f"no quality.json in {run}: run `diffuse bench quality {run}` first")
+    res = json.loads(path.read_text())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s in dict.fromkeys(r["sampler"] for r in res["rows"]):
+        pts = sorted((r["nfe"], r["fid"]) for r in res["rows"] if r["sampler"] == s)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s)
+    ax.axhline(res["fid_real"], color="gray", ls="--", lw=1, label=f"real images, n={res['n']}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("NFE (denoiser evaluations per sample)")
+    ax.set_ylabel("FID")
+    ax.set_title(f"FID vs NFE, guidance {res['guidance']}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    out = Path(out) if out else Path(run) / "plots" / "fid_vs_nfe.png"
+    atomic_write_bytes(out, buf.getvalue())
+    return out

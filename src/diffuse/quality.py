@@ -1,0 +1,85 @@
+"""``diffuse bench quality``: FID against the number of denoiser evaluations (NFE) for each sampler.
+
+NFE counts denoiser calls per sample; with guidance the conditional and unconditional passes run as one
+batched call and count once (the work doubles). Heun's 2s - 1 calls cannot hit every even NFE, so each row
+reports the NFE it actually used. Results go to RUN/quality.json; ``diffuse plot RUN`` draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .checkpoint import atomic_write_bytes
+from .errors import UserError
+from .generate import SampleConfig
+from .samplers import SAMPLERS, nfe
+
+NFES = (5, 10, 20, 50, 100, 250)
+QUALITY_SAMPLERS = ("ddim", "dpmpp_2m", "heun", "ddpm")
+
+
+def steps_for(sampler: str, target_nfe: int) -> int:
+    """Sampler steps whose NFE is closest to ``target_nfe`` from below (at least 1 step)."""
+    return max(1, (target_nfe + 1) // 2) if sampler == "heun" else target_nfe
+
+
+def quality_sweep(run: Path, n: int = 500, samplers: tuple[str, ...] = QUALITY_SAMPLERS, nfes: tuple[int, ...] = NFES,
+                  guidance: float | None = None, seed: int = 0, device: str = "cpu", log: Callable[[str], None] = print,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """FID and label accuracy at each (sampler, NFE), one set of n samples each, same seeds throughout."""
+    from .metrics import evaluate_denoiser
+    from .model import load_model
+
+    bad = [s for s in samplers if s not in SAMPLERS]
+    if bad or not samplers:
+        raise UserError(f"unknown sampler {', '.join(bad) or '(none)'}; choose from {', '.join(SAMPLERS)}")
+    if not nfes or min(nfes) < 1:
+        raise UserError(f"--nfe values must be positive integers, got {nfes}")
+    model, mcfg = load_model(Path(run), device)
+    rows = []
+    for sampler in samplers:
+        for target in nfes:
+            scfg = SampleConfig(sampler=sampler, steps=steps_for(sampler, target), guidance=guidance, seed=seed)
+            t0 = time.monotonic()
+            r = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress)
+            row = {"sampler": sampler, "steps": scfg.steps, "nfe": nfe(sampler, scfg.steps), "fid": r["fid"],
+                   "label_accuracy": r.get("label_accuracy"), "seconds": time.monotonic() - t0}
+            rows.append(row)
+            log(f"{sampler:>9} {row['nfe']:>4} NFE: FID {row['fid']:.2f}")
+    res = {"run": str(run), "n": n, "guidance": SampleConfig(guidance=guidance).guidance_for(mcfg.num_classes),
+           "seed": seed, "feature_net": r["feature_net"], "fid_real": r["fid_real"], "rows": rows, "summary": summarize(rows)}
+    atomic_write_bytes(Path(run) / "quality.json", json.dumps(res, indent=1).encode())
+    return res
+
+
+def summarize(rows: list[dict]) -> dict[str, Any]:
+    """The best sampler at the smallest NFE >= 10 and how its FID there compares with its FID at the largest NFE."""
+    few = [r for r in rows if r["nfe"] >= 9]  # heun's nearest to 10 is 9
+    if not few:
+        return {}
+    lo = min(r["nfe"] for r in few)
+    best = min((r for r in few if r["nfe"] == lo), key=lambda r: r["fid"])
+    mine = [r for r in rows if r["sampler"] == best["sampler"]]
+    top = max(mine, key=lambda r: r["nfe"])
+    return {"best_sampler_at_few_nfe": best["sampler"], "few_nfe": best["nfe"], "fid_few": best["fid"],
+            "max_nfe": top["nfe"], "fid_max": top["fid"], "ratio": best["fid"] / top["fid"]}
+
+
+def table(res: dict) -> str:
+    """Markdown table: one row per sampler, one column per NFE."""
+    samplers = list(dict.fromkeys(r["sampler"] for r in res["rows"]))
+    nfes = sorted({r["nfe"] for r in res["rows"]})
+    lines = [f"FID (n={res['n']}, {res['feature_net']}, guidance {res['guidance']}; real images at this n: "
+             f"{res['fid_real']:.2f}) against NFE", "",
+             "| sampler | " + " | ".join(str(k) for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
+    for s in samplers:
+        by = {r["nfe"]: r["fid"] for r in res["rows"] if r["sampler"] == s}
+        lines.append(f"| {s} | " + " | ".join(f"{by[k]:.2f}" if k in by else "" for k in nfes) + " |")
+    sm = res.get("summary") or {}
+    if sm:
+        lines += ["", f"best at {sm['few_nfe']} NFE: {sm['best_sampler_at_few_nfe']} FID {sm['fid_few']:.2f}; at {sm['max_nfe']} "
+                  f"NFE {sm['fid_max']:.2f} (ratio {sm['ratio']:.2f})"]
+    return "\n".join(lines)
