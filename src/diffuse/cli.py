@@ -54,7 +54,10 @@ _DEVICE = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cud
 def train(
     data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the Fashion-MNIST IDX files (else $DIFFUSE_DATA, then the Debian package)"),
-    cond: str = typer.Option("none", help="none | class"),
+    cond: str = typer.Option("none", help="none | class | text (captions from class names, or --captions)"),
+    task: str = typer.Option("generate", help="generate | superres (learn to upsample 1/--superres-factor images)"),
+    captions: Optional[str] = typer.Option(None, help="--cond text on an image folder: CSV or JSONL with file,text"),
+    superres_factor: int = typer.Option(2, help="--task superres: the upsampling factor"),
     out: Optional[str] = typer.Option(None, help="run directory (default runs/<data>)"),
     steps: Optional[int] = typer.Option(None, help="training steps (total, also across --resume)"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes (total, also across --resume)"),
@@ -68,7 +71,7 @@ def train(
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate (default from the dataset recipe)"),
     warmup_steps: int = typer.Option(200, help="linear learning-rate warm-up steps"),
     ema_kimg: Optional[float] = typer.Option(None, help="EMA half-life in thousands of images"),
-    label_dropout: float = typer.Option(0.1, help="probability of the null label (classifier-free guidance)"),
+    label_dropout: float = typer.Option(0.1, help="probability of the null label or caption (classifier-free guidance)"),
     dropout: Optional[float] = typer.Option(None, help="U-Net dropout (default from the preset)"),
     flip: bool = typer.Option(False, help="random horizontal flips"),
     precision: str = typer.Option("auto", help="auto | bf16 | fp32 (auto: bf16 on GPUs and AMX CPUs)"),
@@ -85,7 +88,7 @@ def train(
 
     overrides = {} if dropout is None else {"dropout": dropout}
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
-    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, out=out, preset=preset, net_overrides=overrides, param=param,
+    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, out=out, preset=preset, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
                       warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, steps=steps, minutes=minutes,
@@ -148,6 +151,14 @@ def sample(
     schedule: str = _SCHEDULE,
     guidance: Optional[float] = _GUIDANCE,
     label: Optional[int] = typer.Option(None, help="class to sample (default: round robin, i mod classes)"),
+    prompt: Optional[list[str]] = typer.Option(None, help="text model: a prompt (repeatable; samples cycle through them)"),
+    prompts: Optional[Path] = typer.Option(None, help="text model: a file with one prompt per line"),
+    init: Optional[Path] = typer.Option(None, help="img2img / inpainting start image (PNG, or .npz images [N,H,W,C]); "
+                                                     "for a super-resolution model, the low-res input"),
+    strength: float = typer.Option(1.0, help="img2img: how much of the schedule to run (0 = return --init, 1 = from noise)"),
+    mask: Optional[Path] = typer.Option(None, help="inpainting mask PNG: white = keep --init, black = generate"),
+    resample: int = typer.Option(1, help="inpainting: RePaint resampling, K passes per step"),
+    consistency: bool = typer.Option(True, help="super-resolution: keep the output's low-pass equal to the input"),
     seed: int = _SEED,
     batch_size: int = _BATCH,
     precision: str = _PRECISION,
@@ -155,46 +166,42 @@ def sample(
     device: str = _DEVICE,
     churn: float = typer.Option(0.0, help="Heun only: EDM's S_churn, fresh noise per step (0 = deterministic)"),
 ) -> None:
-    """Sample images from a trained run."""
-    import numpy as np
+    """Sample images from a trained run: by class, by prompt, from an image (img2img), into a mask (inpainting),
+    or up from a low-res image (super-resolution models)."""
     import torch
 
-    from .checkpoint import atomic_write_bytes
-    from .generate import generate, round_robin_labels
-    from .images import save_grid
+    from .generate import generate
     from .model import load_model
+    from .sampling_inputs import conditions, write_samples
 
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out must end in .png or .npz, got {out}")
+    if n <= 0:
+        raise UserError(f"--n must be a positive integer, got {n}")
     from .train import dist
 
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn)
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n images
     model, mcfg = load_model(run, dev)
-    if n <= 0:
-        raise UserError(f"--n must be a positive integer, got {n}")
-    labels = round_robin_labels(n, mcfg.num_classes, label)
-    scfg.validate(mcfg.num_classes)
+    c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample)
+    n = c.n
+    scfg.validate(mcfg.conditional)
     lo, hi = dist.shard(d, n)
     with _bar(hi - lo, "sample", "img") as bar:
-        part = generate(model, hi - lo, scfg, labels[lo:hi] if labels is not None else None, progress=bar.update, offset=lo) \
-            if hi > lo else torch.zeros(0, *mcfg.image_shape, dtype=torch.uint8)
+        if hi <= lo:
+            part = torch.zeros(0, *mcfg.image_shape, dtype=torch.uint8)
+        elif c.lowres is not None:
+            from .editing import superres
+
+            part = superres(model, c.lowres[lo:hi], scfg, consistency, progress=bar.update)
+        else:
+            part = generate(model, hi - lo, scfg, c.slice_labels(lo, hi), progress=bar.update, offset=lo,
+                            text=c.slice_text(lo, hi), edit=c.slice_edit(lo, hi))
     images = torch.cat(dist.gather(d, part))
     dist.teardown(d)
-    if not d.is_writer:
-        return
-    if out.suffix == ".png":
-        save_grid(out, images, labels)
-    else:
-        import io
-
-        arrays = {"images": images.permute(0, 2, 3, 1).numpy()}
-        if labels is not None:
-            arrays["labels"] = labels.numpy().astype(np.int64)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(out, buf.getvalue())
-    typer.echo(f"wrote {n} samples to {out}")
+    if d.is_writer:
+        write_samples(out, images, c)
+        typer.echo(f"wrote {n} samples to {out}")
 
 
 @app.command("eval")
@@ -281,8 +288,9 @@ def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 @app.command()
 def synth(
-    run: Path = typer.Argument(..., help="run directory of a class-conditional model"),
-    per_class: int = typer.Option(..., help="images per class"),
+    run: Path = typer.Argument(..., help="run directory of a class- or text-conditional model"),
+    per_class: int = typer.Option(..., help="images per class (text models: per class of --prompts)"),
+    prompts: Optional[Path] = typer.Option(None, help="text models: lines 'prompt' or 'class<TAB>prompt' (default: class names)"),
     out: Path = typer.Option(..., help="output folder: <class>/<index>.png + manifest.csv"),
     sampler: str = _SAMPLER,
     steps: int = _STEPS,
@@ -298,7 +306,7 @@ def synth(
 
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
     with _bar(None, "synth", "img") as bar:
-        res = run_synth(run, per_class, out, scfg, _device(device), progress=bar.update)
+        res = run_synth(run, per_class, out, scfg, _device(device), progress=bar.update, prompts=prompts)
     typer.echo(f"{out}: {res['written']} images written, {res['kept']} already there, {res['total']} in total; manifest: {out / 'manifest.csv'}")
 
 

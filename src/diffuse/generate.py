@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -15,6 +15,9 @@ from .guidance import cfg as cfg_wrap
 from .guidance import class_null
 from .precond import Precond
 from .samplers import get_sampler
+
+if TYPE_CHECKING:
+    from .editing import Edit
 
 
 # Default classifier-free guidance for conditional models, chosen from a sweep on the Fashion-MNIST recipe
@@ -38,7 +41,8 @@ class SampleConfig:
     precision: str = "auto"
     churn: float = 0.0  # Heun only: EDM's S_churn (stochasticity); 0 is the deterministic Algorithm 1
 
-    def validate(self, num_classes: int) -> None:
+    def validate(self, conditional: int | bool) -> None:
+        """Check every field; ``conditional``: the model takes labels or text (a class count also works)."""
         get_sampler(self.sampler)
         if self.steps <= 0:
             raise UserError(f"--steps must be a positive integer, got {self.steps}")
@@ -46,18 +50,18 @@ class SampleConfig:
             raise UserError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if self.schedule not in ("karras", "vp"):
             raise UserError(f"unknown schedule {self.schedule!r}; choose karras or vp")
-        if self.guidance is not None and self.guidance != 1.0 and num_classes == 0:
+        if self.guidance is not None and self.guidance != 1.0 and not conditional:
             raise UserError("--guidance needs a conditional model; this one is unconditional")
         if self.churn < 0 or (self.churn > 0 and self.sampler != "heun"):
             raise UserError(f"--churn must be >= 0 and is for --sampler heun only, got {self.churn} with {self.sampler}")
         if self.guidance is not None and self.guidance < 0:
             raise UserError(f"--guidance must be >= 0, got {self.guidance}")
 
-    def guidance_for(self, num_classes: int) -> float:
-        """The guidance strength actually used for a model with ``num_classes`` classes (0 = unconditional)."""
+    def guidance_for(self, conditional: int | bool) -> float:
+        """The guidance strength actually used for a conditional (labels or text) or unconditional model."""
         if self.guidance is not None:
             return self.guidance
-        return DEFAULT_GUIDANCE if num_classes else 1.0
+        return DEFAULT_GUIDANCE if conditional else 1.0
 
 
 def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
@@ -87,6 +91,21 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
+def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm") -> tuple[dict, torch.Tensor]:
+    """The text condition of n samples cycling through ``prompts`` (sample i gets prompt i mod P), and the prompt
+    index of each sample [n]. Each distinct prompt is encoded once."""
+    from .text.bank import CaptionBank
+
+    if not prompts:
+        raise UserError("no prompts given")
+    for p in prompts:
+        if not p.strip():
+            raise UserError("empty prompt: give each --prompt some text")
+    bank = CaptionBank.build(prompts, encoder, cache=False)
+    which = torch.arange(n) % len(prompts)
+    return bank.cond(bank.index([prompts[i] for i in which.tolist()])), which
+
+
 def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> torch.Tensor | None:
     """Labels for n samples: all ``label``, or i mod num_classes; None for an unconditional model."""
     if num_classes == 0:
@@ -101,20 +120,32 @@ def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> to
 @torch.no_grad()
 def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | None = None,
              progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
-             num_classes: int | None = None, offset: int = 0) -> torch.Tensor:
+             num_classes: int | None = None, offset: int = 0, text: dict | None = None,
+             edit: "Edit | None" = None) -> torch.Tensor:
     """n samples as uint8 [n, C, H, W]. Image i starts from noise seeded by (seed, i), so deterministic
     samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise.
+    Conditions: ``labels`` [n] for class models, ``text`` (a text condition of n rows, see ``prompt_cond``) for
+    text models. ``edit`` (editing.py) turns sampling into img2img, inpainting or super-resolution.
     ``shape`` (C, H, W) and ``num_classes`` default to those of our U-Net; pass them for other networks.
     ``offset`` numbers the images from there (a rank's shard of a larger set draws that set's noise)."""
+    from .text.bank import cond_to, index_cond, text_null
+
     if num_classes is None:
         num_classes = model.net.cfg.num_classes
-    cfg.validate(num_classes)
+    conditional = bool(num_classes) or text is not None
+    cfg.validate(conditional)
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     device = next(model.parameters()).device
     c, h, w = shape or (model.net.cfg.out_channels, model.net.cfg.image_size, model.net.cfg.image_size)
     sigmas = sigma_schedule(model, cfg)
-    denoiser = cfg_wrap(model, cfg.guidance_for(num_classes), class_null(num_classes)) if num_classes else model
+    if edit is not None:
+        sigmas = edit.trim(sigmas)
+    denoiser = model
+    if text is not None:
+        denoiser = cfg_wrap(model, cfg.guidance_for(True), text_null)
+    elif num_classes:
+        denoiser = cfg_wrap(model, cfg.guidance_for(True), class_null(num_classes))
     sampler = get_sampler(cfg.sampler)
     bf16 = use_bf16(cfg.precision, device)
     out = []
@@ -124,10 +155,14 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         z = torch.stack([torch.randn(c, h, w, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + first + i))
                          for i in range(b)]).to(device)  # [b, C, H, W]
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
-        cond = labels[start : start + b].to(device) if labels is not None else None
+        rows = slice(start, start + b)
+        cond = cond_to(index_cond(text if text is not None else labels, rows), device)
         with autocast(device, bf16):
             extra = {"s_churn": cfg.churn} if cfg.churn > 0 else {}
-            x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen, **extra)
+            if edit is None:
+                x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen, **extra)
+            else:
+                x = edit.run(sampler, denoiser, z, sigmas, rows, cond=cond, generator=gen, **extra)
         out.append(to_uint8(x).cpu())
         if progress is not None:
             progress(b)

@@ -29,14 +29,21 @@ class ModelConfig:
     net: UNetConfig = field(default_factory=UNetConfig)
     precond: PrecondConfig = field(default_factory=PrecondConfig)
     arch: str = "unet"
-    cond: str = "none"  # none | class
-    class_names: list[str] = field(default_factory=list)
+    cond: str = "none"  # none | class | text
+    class_names: list[str] = field(default_factory=list)  # also kept by text models trained on labelled data
+    task: str = "generate"  # generate | superres (conditioned on a 1/lowres_factor image)
+    text_encoder: str = "minilm"
     data: str = "digits"
     data_dir: str | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names) if self.cond == "class" else 0
+
+    @property
+    def conditional(self) -> bool:
+        """Whether classifier-free guidance applies (a class or text model)."""
+        return self.cond in ("class", "text")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -30,7 +30,7 @@ def quality_sweep(run: Path, n: int = 500, samplers: tuple[str, ...] = QUALITY_S
                   guidance: float | None = None, seed: int = 0, device: str = "cpu", log: Callable[[str], None] = print,
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """FID and label accuracy at each (sampler, NFE), one set of n samples each, same seeds throughout."""
-    from .metrics import evaluate_denoiser
+    from .metrics import class_prompts, evaluate_denoiser
     from .model import load_model
 
     bad = [s for s in samplers if s not in SAMPLERS]
@@ -44,12 +44,13 @@ def quality_sweep(run: Path, n: int = 500, samplers: tuple[str, ...] = QUALITY_S
         for target in nfes:
             scfg = SampleConfig(sampler=sampler, steps=steps_for(sampler, target), guidance=guidance, seed=seed)
             t0 = time.monotonic()
-            r = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress)
+            r = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress,
+                                  prompts=class_prompts(mcfg), text_encoder=mcfg.text_encoder)
             row = {"sampler": sampler, "steps": scfg.steps, "nfe": nfe(sampler, scfg.steps), "fid": r["fid"],
                    "label_accuracy": r.get("label_accuracy"), "seconds": time.monotonic() - t0}
             rows.append(row)
             log(f"{sampler:>9} {row['nfe']:>4} NFE: FID {row['fid']:.2f}")
-    res = {"run": str(run), "n": n, "guidance": SampleConfig(guidance=guidance).guidance_for(mcfg.num_classes),
+    res = {"run": str(run), "n": n, "guidance": SampleConfig(guidance=guidance).guidance_for(mcfg.conditional),
            "seed": seed, "feature_net": r["feature_net"], "fid_real": r["fid_real"], "rows": rows, "summary": summarize(rows)}
     atomic_write_bytes(Path(run) / "quality.json", json.dumps(res, indent=1).encode())
     return res

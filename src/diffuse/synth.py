@@ -32,18 +32,51 @@ def _dirname(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "class"
 
 
+def read_prompt_classes(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A prompts file for text models: lines ``prompt`` (the prompt names its class) or ``class<TAB>prompt``
+    (several lines may share a class; its images cycle through them). -> (class names, prompts per class)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"prompts file not found: {path}")
+    classes: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        name, _, prompt = line.partition("\t") if "\t" in line else (line, "", line)
+        if not prompt.strip():
+            raise UserError(f"{path}: empty prompt in line {line!r}")
+        classes.setdefault(name.strip(), []).append(prompt.strip())
+    if not classes:
+        raise UserError(f"{path} holds no prompts")
+    return list(classes), list(classes.values())
+
+
 def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str | torch.device = "cpu",
-          progress: Callable[[int], None] | None = None) -> dict:
-    """Write (or complete) the synthetic dataset; returns {"written", "kept", "total"}."""
+          progress: Callable[[int], None] | None = None, prompts: Path | None = None) -> dict:
+    """Write (or complete) the synthetic dataset; returns {"written", "kept", "total"}. Text models take
+    ``prompts`` (see read_prompt_classes), or prompt each of their classes by name."""
     if per_class <= 0:
         raise UserError(f"--per-class must be a positive integer, got {per_class}")
     model, mcfg = load_model(Path(run), device)
-    if mcfg.num_classes == 0:
-        raise UserError("synth needs a class-conditional model (train with --cond class)")
-    scfg.validate(mcfg.num_classes)
+    if prompts is not None and mcfg.cond != "text":
+        raise UserError(f"--prompts needs a text-conditional model; this one is cond={mcfg.cond}")
+    if mcfg.cond == "text":
+        from .text.captions import canonical_prompt
+
+        if prompts is not None:
+            names, class_prompts = read_prompt_classes(prompts)
+        elif mcfg.class_names:
+            names, class_prompts = mcfg.class_names, [[canonical_prompt(c)] for c in mcfg.class_names]
+        else:
+            raise UserError("this text model has no class names: pass --prompts FILE")
+    elif mcfg.num_classes == 0:
+        raise UserError("synth needs a class- or text-conditional model (train with --cond class or --cond text)")
+    else:
+        names, class_prompts = mcfg.class_names, None
+    scfg.validate(True)
     out = Path(out)
     settings = {"run": str(Path(run).resolve()), "per_class": per_class, **asdict(scfg),
-                "guidance": scfg.guidance_for(mcfg.num_classes), "fingerprint": mcfg.fingerprint()}
+                "guidance": scfg.guidance_for(True), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts}
     settings.pop("batch_size"), settings.pop("precision")
     if (out / "synth.json").exists():
         old = read_json(out / "synth.json", "synth settings")
@@ -52,19 +85,29 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
             raise UserError(f"{out} was made with other settings ({', '.join(diff)} differ); use another --out to make a new set")
     else:
         write_json(out / "synth.json", settings)
-    names = mcfg.class_names
     dirs = [_dirname(n) for n in names]
     if len(set(dirs)) < len(dirs):  # names that collide once made safe: number them
         dirs = [f"{c:02d}_{d}" for c, d in enumerate(dirs)]
     total = per_class * len(names)
     files = [Path(dirs[i // per_class]) / f"{i:06d}.png" for i in range(total)]
     labels = torch.arange(total) // per_class
+    image_prompts = [class_prompts[int(labels[i])][(i % per_class) % len(class_prompts[int(labels[i])])]
+                     for i in range(total)] if class_prompts else None
+    bank = None
+    if image_prompts:
+        from .text.bank import CaptionBank
+
+        bank = CaptionBank.build(image_prompts, mcfg.text_encoder, cache=False)
     written = 0
     for start in range(0, total, scfg.batch_size):
         stop = min(start + scfg.batch_size, total)
         missing = [i for i in range(start, stop) if not (out / files[i]).is_file()]
         if missing:
-            images = generate(model, stop - start, scfg, labels[start:stop], offset=start)  # [b, C, H, W] uint8
+            if bank is not None:
+                text = bank.cond(bank.index(image_prompts[start:stop]))
+                images = generate(model, stop - start, scfg, offset=start, text=text)  # [b, C, H, W] uint8
+            else:
+                images = generate(model, stop - start, scfg, labels[start:stop], offset=start)
             for i in missing:
                 save_png(out / files[i], images[i - start].permute(1, 2, 0).numpy())
             written += len(missing)
@@ -72,9 +115,9 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
             progress(stop - start)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["file", "label", "class_name", "seed", "sampler", "steps", "guidance"])
+    w.writerow(["file", "label", "class_name", "seed", "sampler", "steps", "guidance"] + (["prompt"] if image_prompts else []))
     for i in range(total):
         w.writerow([files[i].as_posix(), int(labels[i]), names[int(labels[i])], scfg.seed, scfg.sampler, scfg.steps,
-                    settings["guidance"]])
+                    settings["guidance"]] + ([image_prompts[i]] if image_prompts else []))
     atomic_write_bytes(out / "manifest.csv", buf.getvalue().encode())
     return {"written": written, "kept": total - written, "total": total}

@@ -21,6 +21,7 @@ class ImageDataset:
     labels: torch.Tensor | None
     class_names: list[str]
     name: str
+    files: list[str] | None = None  # image-folder sources: each image's path relative to the folder (captions files)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -36,7 +37,8 @@ class ImageDataset:
 
     def subset(self, idx: torch.Tensor) -> "ImageDataset":
         labels = self.labels[idx] if self.labels is not None else None
-        return ImageDataset(self.images[idx], labels, self.class_names, self.name)
+        files = [self.files[i] for i in idx.tolist()] if self.files is not None else None
+        return ImageDataset(self.images[idx], labels, self.class_names, self.name, files)
 
 
 def to_model_space(images: torch.Tensor) -> torch.Tensor:
@@ -84,18 +86,21 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 7 + stream)
 
 
+def batch_index(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Dataset indices [B] of batch number ``step``: epoch e walks the permutation drawn from (seed, e)."""
+    if batch_size > n:
+        raise UserError(f"batch size {batch_size} is larger than the dataset ({n} images)")
+    epoch, pos = divmod(step, n // batch_size)
+    perm = torch.randperm(n, generator=step_generator(seed, epoch, stream=1))
+    return perm[pos * batch_size : (pos + 1) * batch_size]
+
+
 def get_batch(ds: ImageDataset, batch_size: int, step: int, seed: int, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Batch number ``step`` of a shuffled epoch-by-epoch pass: x [B, C, H, W] float in [-1, 1], labels [B] or None.
 
     Epoch e uses the permutation drawn from (seed, e); all indexing stays in tensors.
     """
-    n = len(ds)
-    if batch_size > n:
-        raise UserError(f"batch size {batch_size} is larger than the dataset ({n} images)")
-    per_epoch = n // batch_size
-    epoch, pos = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=step_generator(seed, epoch, stream=1))
-    idx = perm[pos * batch_size : (pos + 1) * batch_size]
+    idx = batch_index(len(ds), batch_size, step, seed)
     x = to_model_space(ds.images[idx])  # [B, C, H, W]
     if flip:
         mask = torch.rand(batch_size, generator=step_generator(seed, step, stream=2)) < 0.5

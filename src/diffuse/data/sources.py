@@ -119,7 +119,8 @@ def load_image_folder(root: Path, image_size: int | None = None) -> ImageDataset
     t = torch.from_numpy(arr)
     t = t[:, None] if gray else t.permute(0, 3, 1, 2)
     has_labels = bool(subdirs)
-    return ImageDataset(t.contiguous(), torch.tensor(labels) if has_labels else None, [d.name for d in subdirs] if has_labels else [], root.name)
+    return ImageDataset(t.contiguous(), torch.tensor(labels) if has_labels else None, [d.name for d in subdirs] if has_labels else [], root.name,
+                        [f.relative_to(root).as_posix() for f, _ in files])
 
 
 def load_npz(path: Path) -> ImageDataset:

@@ -65,9 +65,12 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
     if "cas" in metrics and mcfg.num_classes == 0:
         raise UserError("--metrics cas needs a class-conditional model")
     res: dict[str, Any] = {"run": str(run_dir)}
+    if mcfg.task == "superres":
+        raise UserError("eval scores generators; for a super-resolution model use benchmarks/editing.py")
+    prompts = class_prompts(mcfg)
     if set(metrics) & set(SAMPLE_METRICS):
         res.update(evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress,
-                                     metrics=metrics, inception=inception))
+                                     metrics=metrics, inception=inception, prompts=prompts, text_encoder=mcfg.text_encoder))
     test = load_dataset(mcfg.data, "test", mcfg.data_dir)
     if "cas" in metrics:
         from .cas import cas
@@ -76,13 +79,26 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
         res.update(cas(model, mcfg.num_classes, train, test, cas_per_class, min(100, cas_per_class), scfg or SampleConfig(),
                        steps=cas_steps, log=log))
     if "bpd" in metrics:
-        res.update(bits_per_dim(model, test, bpd_n, vlb_steps, ode_steps, log))
+        res.update(bits_per_dim(model, test, bpd_n, vlb_steps, ode_steps, log, prompts=prompts, text_encoder=mcfg.text_encoder))
     return res
 
 
+def class_prompts(mcfg: Any) -> list[tuple[str, int]] | None:
+    """(canonical prompt, class) per class for a text model trained on labelled data; None for other models."""
+    if mcfg.cond != "text":
+        return None
+    if not mcfg.class_names:
+        raise UserError("scoring a text model needs class names to prompt with (a text model trained on a labelled dataset)")
+    from ..text.captions import canonical_prompt
+
+    return [(canonical_prompt(c), i) for i, c in enumerate(mcfg.class_names)]
+
+
 def bits_per_dim(model: Precond, test: ImageDataset, n: int = 100, vlb_steps: int | None = None, ode_steps: int = 64,
-                 log: Callable[[str], None] = print, batch_size: int = 50) -> dict[str, Any]:
-    """Bits/dim of the first n test images (labels as conditions for class models), by both routes in likelihood.py."""
+                 log: Callable[[str], None] = print, batch_size: int = 50, prompts: list[tuple[str, int]] | None = None,
+                 text_encoder: str = "minilm") -> dict[str, Any]:
+    """Bits/dim of the first n test images, by both routes in likelihood.py. The condition is each image's label
+    (class models) or its class prompt (text models, ``prompts``)."""
     from ..likelihood import ode_bpd, vlb_bpd, vp_abar_for
 
     n = min(n, len(test))
@@ -93,6 +109,12 @@ def bits_per_dim(model: Precond, test: ImageDataset, n: int = 100, vlb_steps: in
     for i in range(0, n, batch_size):
         x0 = to_model_space(test.images[i : i + batch_size]).to(device)
         cond = test.labels[i : i + batch_size].to(device) if test.labels is not None and model.net.cfg.num_classes else None
+        if prompts and test.labels is not None:
+            from ..generate import prompt_cond
+            from ..text.bank import cond_to
+
+            text, _ = prompt_cond([prompts[int(k)][0] for k in test.labels[i : i + batch_size]], len(x0), text_encoder)
+            cond = cond_to(text, device)
         g = torch.Generator(device=device).manual_seed(i)
         vlb.append(vlb_bpd(model, x0, abar, cond, steps=vlb_steps, generator=g)["bpd"])
         lo, hi = model.sigma_range
@@ -121,9 +143,12 @@ def reference_features(key: str, ds: ImageDataset, featurize: Callable[[torch.Te
 def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_classes: int, n: int = 1000,
                       scfg: SampleConfig | None = None, log: Callable[[str], None] = print,
                       progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
-                      metrics: tuple[str, ...] = ("fid", "acc"), inception: torch.nn.Module | None = None) -> dict[str, Any]:
+                      metrics: tuple[str, ...] = ("fid", "acc"), inception: torch.nn.Module | None = None,
+                      prompts: list[tuple[str, int]] | None = None, text_encoder: str = "minilm") -> dict[str, Any]:
     """The sample metrics for any denoiser (ours or a wrapped peer network), by dataset name. FID is always
-    reported with ``fid_real`` (n real training images vs the test split: the floor at this n)."""
+    reported with ``fid_real`` (n real training images vs the test split: the floor at this n).
+    Text models: ``prompts`` lists (prompt, intended class); samples cycle through them and ``label_accuracy``
+    is prompt adherence, the share the domain classifier puts in the intended class."""
     scfg = scfg or SampleConfig()
     train = load_dataset(data, "train", data_dir)
     test = load_dataset(data, "test", data_dir)
@@ -138,9 +163,16 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
     else:
         featurize = lambda im: predict(clf, im)[0]  # noqa: E731
         fkey, fname = classifier_key(train), f"domain classifier ({data}, 128-d penultimate layer)"
-    labels = round_robin_labels(n, num_classes)
+    text = None
+    if prompts:
+        from ..generate import prompt_cond
+
+        text, which = prompt_cond([p for p, _ in prompts], n, text_encoder)
+        labels = torch.tensor([prompts[i][1] for i in which.tolist()])
+    else:
+        labels = round_robin_labels(n, num_classes)
     t0 = time.monotonic()
-    images = generate(model, n, scfg, labels, progress, shape=shape, num_classes=num_classes)
+    images = generate(model, n, scfg, None if prompts else labels, progress, shape=shape, num_classes=num_classes, text=text)
     sample_seconds = time.monotonic() - t0
     feats, pred = (featurize(images), None) if inception is not None else predict(clf, images)
     ref = reference_features(fkey, test, featurize)
@@ -155,7 +187,7 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
         "classifier_test_accuracy": clf_acc,
         "sample_seconds": sample_seconds,
         **{f"sample_{k}": v for k, v in asdict(scfg).items() if k not in ("batch_size", "precision")},
-        "sample_guidance": scfg.guidance_for(num_classes),
+        "sample_guidance": scfg.guidance_for(bool(num_classes) or bool(prompts)),
         "note": "FID and KID are biased at small n; compare runs at equal n and feature network, and against the *_real floors",
     }
     if "kid" in metrics:

@@ -20,7 +20,8 @@ from torch import nn
 class UNetConfig:
     """Shape of the U-Net. ``attn_resolutions`` lists the spatial sizes (e.g. 7 for 28x28 inputs after two
     downsamplings, 2 for 8x8 inputs after two) whose blocks get self-attention; the middle block always has
-    it. ``num_classes = 0`` means unconditional. ``patch_size = p > 1`` folds p x p pixel patches into channels
+    it. ``num_classes = 0`` and ``text_dim = 0`` mean unconditional; ``text_dim > 0`` adds cross-attention to
+    text token states wherever there is self-attention, and the pooled text embedding to the noise embedding. ``patch_size = p > 1`` folds p x p pixel patches into channels
     at the input and unfolds them at the output (space-to-depth, as in Hoogeboom et al. 2023, "simple
     diffusion", Sec. 3.2), so every level runs at 1/p^2 of the pixels."""
 
@@ -36,6 +37,8 @@ class UNetConfig:
     num_classes: int = 0
     groups: int = 8
     patch_size: int = 1
+    text_dim: int = 0  # > 0: text-conditional, cross-attending to token states of this width
+    lowres_factor: int = 0  # > 0: super-resolution, conditioned on a 1/f-size image by channel concatenation
 
     @property
     def inner_size(self) -> int:
@@ -124,6 +127,28 @@ class Attention(nn.Module):
         return x + self.proj(o)
 
 
+class CrossAttention(nn.Module):
+    """Queries from the H*W positions, keys and values from the text tokens (Rombach et al. 2022, Sec. 3.3);
+    padding tokens are masked out."""
+
+    def __init__(self, channels: int, text_dim: int, head_dim: int, groups: int):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        self.norm = nn.GroupNorm(groups, channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Linear(text_dim, 2 * channels)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W], ctx [B, L, D], mask [B, L] bool (True = attend)."""
+        b, c, h, w = x.shape
+        q = self.q(self.norm(x)).reshape(b, self.heads, c // self.heads, h * w).transpose(-1, -2)  # [B, nh, HW, d]
+        k, v = self.kv(ctx.to(self.kv.weight.dtype)).reshape(
+            b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)  # [B, nh, L, d] each
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # [B, nh, HW, d]
+        return x + self.proj(o.transpose(-1, -2).reshape(b, c, h, w))
+
+
 class UNet(nn.Module):
     """U-Net over square [B, C, S, S] images, S = cfg.image_size (odd sizes are upsampled to the skip's shape)."""
 
@@ -133,8 +158,13 @@ class UNet(nn.Module):
         ch, emb_dim, g = cfg.channels, 4 * cfg.channels, cfg.groups
         self.noise_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes > 0 else None
+        if cfg.text_dim > 0:  # the pooled text joins the noise embedding; the learned null text stands in for dropped captions
+            self.text_pool = nn.Linear(cfg.text_dim, emb_dim)
+            self.null_token = nn.Parameter(torch.randn(cfg.text_dim) * 0.02)
+            self.null_pooled = nn.Parameter(torch.zeros(cfg.text_dim))
         p = cfg.patch_size
-        self.conv_in = nn.Conv2d(cfg.in_channels * p * p, ch, 3, padding=1)
+        c_in = cfg.in_channels * (2 if cfg.lowres_factor else 1)  # super-resolution: + the upsampled low-res image
+        self.conv_in = nn.Conv2d(c_in * p * p, ch, 3, padding=1)
 
         # Encoder: at each level num_blocks ResBlocks (+ attention), then a stride-2 conv (not after the last level).
         self.down = nn.ModuleList()
@@ -151,6 +181,7 @@ class UNet(nn.Module):
                 self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
                 skips.append(cur)
         self.mid = nn.ModuleList([ResBlock(cur, cur, emb_dim, cfg.dropout, g), Attention(cur, cfg.head_dim, g),
+                                  *([CrossAttention(cur, cfg.text_dim, cfg.head_dim, g)] if cfg.text_dim else []),
                                   ResBlock(cur, cur, emb_dim, cfg.dropout, g)])
         # Decoder: num_blocks + 1 ResBlocks per level, each eating one skip, then upsampling.
         self.up = nn.ModuleList()
@@ -168,11 +199,41 @@ class UNet(nn.Module):
         block = nn.ModuleList([ResBlock(c_in, c_out, 4 * self.cfg.channels, self.cfg.dropout, self.cfg.groups)])
         if self.level_res[lvl] in self.cfg.attn_resolutions:
             block.append(Attention(c_out, self.cfg.head_dim, self.cfg.groups))
+            if self.cfg.text_dim:
+                block.append(CrossAttention(c_out, self.cfg.text_dim, self.cfg.head_dim, self.cfg.groups))
         return block
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, C, H, W], c_noise [B], labels [B] int64 (index num_classes = null) or None -> [B, C_out, H, W]."""
+    def _text(self, cond: dict | None, b: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tokens [B, L, D], mask [B, L], pooled [B, D]) with dropped rows (or no condition) replaced by the null text."""
+        if cond is None:
+            d = self.cfg.text_dim
+            cond = {"tokens": torch.zeros(b, 1, d, device=device), "mask": torch.ones(b, 1, dtype=torch.bool, device=device),
+                    "pooled": torch.zeros(b, d, device=device), "drop": torch.ones(b, dtype=torch.bool, device=device)}
+        drop = cond["drop"][:, None]  # [B, 1]
+        tokens = torch.where(drop[..., None], self.null_token.to(cond["tokens"].dtype), cond["tokens"])
+        first = torch.zeros_like(cond["mask"])
+        first[:, 0] = True
+        mask = torch.where(drop, first, cond["mask"])  # the null text: one learned token
+        pooled = torch.where(drop, self.null_pooled.to(cond["pooled"].dtype), cond["pooled"])
+        return tokens, mask, pooled
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | dict | None = None) -> torch.Tensor:
+        """x [B, C, H, W], c_noise [B], cond: labels [B] int64 (index num_classes = null), a text condition dict
+        (text/bank.py) or None -> [B, C_out, H, W]."""
         emb = self.noise_mlp(positional_embedding(c_noise, self.cfg.channels))  # [B, E]
+        ctx = None
+        if self.cfg.lowres_factor:
+            if not isinstance(cond, dict) or "lowres" not in cond:
+                raise ValueError("this U-Net is a super-resolution model: pass {'lowres': images}")
+            lr = F.interpolate(cond["lowres"].to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            x = torch.cat([x, lr], 1)  # [B, 2C, H, W]
+        if self.cfg.text_dim:
+            if cond is not None and not isinstance(cond, dict):
+                raise ValueError("this U-Net is text-conditional: pass a text condition, not labels")
+            tokens, mask, pooled = self._text(cond, x.shape[0], x.device)
+            emb = emb + self.text_pool(pooled)
+            ctx = (tokens, mask)
+        labels = cond if not isinstance(cond, dict) else None
         if self.class_emb is not None:
             if labels is None:
                 labels = torch.full((x.shape[0],), self.cfg.num_classes, device=x.device, dtype=torch.long)
@@ -186,24 +247,23 @@ class UNet(nn.Module):
         skips = [h]
         for m in self.down:
             if isinstance(m, nn.ModuleList):
-                h = self._run_block(m, h, emb)
+                h = self._run_block(m, h, emb, ctx)
             else:
                 h = m(h)
             skips.append(h)
-        for m in self.mid:
-            h = m(h, emb)
+        h = self._run_block(self.mid, h, emb, ctx)
         for m in self.up:
             if isinstance(m, nn.ModuleList):
-                h = self._run_block(m, torch.cat([h, skips.pop()], dim=1), emb)
+                h = self._run_block(m, torch.cat([h, skips.pop()], dim=1), emb, ctx)
             else:
                 h = m(F.interpolate(h, size=skips[-1].shape[-2:], mode="nearest"))
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.cfg.patch_size) if self.cfg.patch_size > 1 else out
 
     @staticmethod
-    def _run_block(block: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run_block(block: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor, ctx: tuple | None = None) -> torch.Tensor:
         for m in block:
-            h = m(h, emb)
+            h = m(h, *ctx) if isinstance(m, CrossAttention) else m(h, emb)
         return h
 
     def config_dict(self) -> dict:

@@ -16,7 +16,11 @@ class TrainConfig:
 
     data: str = "digits"
     data_dir: str | None = None
-    cond: str = "none"  # none | class
+    cond: str = "none"  # none | class | text
+    task: str = "generate"  # generate | superres
+    captions: str | None = None  # text models on image folders: CSV/JSONL of file,text
+    text_encoder: str = "minilm"
+    superres_factor: int = 2
     out: str = "runs/digits"
     preset: str | None = None  # U-Net width/depth preset
     net_overrides: dict[str, Any] = field(default_factory=dict)
@@ -29,7 +33,7 @@ class TrainConfig:
     beta_schedule: str = "linear"
     zero_terminal_snr: bool = False
     min_snr_gamma: float = 5.0
-    label_dropout: float = 0.1
+    label_dropout: float = 0.1  # also the caption dropout of text models
     # optimisation
     batch_size: int | None = None
     lr: float | None = None
@@ -72,7 +76,11 @@ class TrainConfig:
             (self.weighting in WEIGHTINGS, f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}"),
             (self.sigma_density in ("lognormal", "vp"), f"--sigma-density must be lognormal or vp, got {self.sigma_density!r}"),
             (self.beta_schedule in ("linear", "cosine", "sigmoid"), f"--beta-schedule must be linear, cosine or sigmoid, got {self.beta_schedule!r}"),
-            (self.cond in ("none", "class"), f"--cond must be none or class, got {self.cond!r}"),
+            (self.cond in ("none", "class", "text"), f"--cond must be none, class or text, got {self.cond!r}"),
+            (self.task in ("generate", "superres"), f"--task must be generate or superres, got {self.task!r}"),
+            (self.superres_factor >= 2, f"--superres-factor must be >= 2, got {self.superres_factor}"),
+            (self.task != "superres" or self.cond == "none", "--task superres is conditioned on the low-res image only: use --cond none"),
+            (self.captions is None or self.cond == "text", "--captions is for --cond text"),
             (self.steps is None or self.steps > 0, f"--steps must be a positive integer, got {self.steps}"),
             (self.minutes is None or self.minutes > 0, f"--minutes must be positive, got {self.minutes}"),
             (self.batch_size is not None and self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),

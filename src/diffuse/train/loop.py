@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .. import schedules
 from ..checkpoint import load_into, load_tensors, save_tensors, write_json
-from ..data import ImageDataset, get_batch, load_dataset, step_generator
+from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
 from ..guidance import drop_labels
@@ -29,6 +30,7 @@ from ..images import save_grid
 from ..losses import denoising_loss
 from ..model import RUN_FORMAT, ModelConfig, build_denoiser, read_run_config
 from ..nets import preset
+from ..text.bank import cond_to, index_cond, training_text
 from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .config import TrainConfig
@@ -52,15 +54,27 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset) -> ModelConfig:
         raise UserError(f"images must be square, got {h}x{w}")
     if cfg.cond == "class" and ds.num_classes < 2:
         raise UserError(f"--cond class needs a labelled dataset with at least 2 classes; {ds.name} has {ds.num_classes}")
-    names = ds.class_names if cfg.cond == "class" else []
+    if cfg.cond == "text" and ds.num_classes < 2 and cfg.captions is None:
+        raise UserError(f"--cond text needs class names to caption ({ds.name} has none) or a --captions file")
+    if cfg.task == "superres" and h % cfg.superres_factor:
+        raise UserError(f"image size {h} is not divisible by --superres-factor {cfg.superres_factor}")
+    names = ds.class_names if cfg.cond in ("class", "text") else []
+    extra = {}
+    if cfg.cond == "text":
+        from ..text.encoder import encoder_dim
+
+        extra["text_dim"] = encoder_dim(cfg.text_encoder)
+    if cfg.task == "superres":
+        extra["lowres_factor"] = cfg.superres_factor
     lowest = h
     for _ in range(2):
         lowest = (lowest + 1) // 2
-    net = preset(cfg.preset or "base", image_size=h, in_channels=c, out_channels=c, num_classes=len(names),
-                 attn_resolutions=(lowest,), **cfg.net_overrides)
+    net = preset(cfg.preset or "base", image_size=h, in_channels=c, out_channels=c,
+                 num_classes=len(names) if cfg.cond == "class" else 0, attn_resolutions=(lowest,), **extra, **cfg.net_overrides)
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
                         beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr)  # type: ignore[arg-type]
-    return ModelConfig(net=net, precond=pre, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir)
+    return ModelConfig(net=net, precond=pre, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir,
+                       task=cfg.task, text_encoder=cfg.text_encoder)
 
 
 def _sample_sigma(cfg: TrainConfig, abar: torch.Tensor, b: int, g: torch.Generator) -> torch.Tensor:
@@ -159,6 +173,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     abar = mcfg.precond.abar()  # the VP schedule, computed once (used by the uniform-t density)
     lo, hi = d.rank * (b // d.world), (d.rank + 1) * (b // d.world)  # this rank's slice of every global batch
     grid_labels = round_robin_labels(10 * max(nc, 1) if nc else 64, nc)
+    text = training_text(ds, cfg) if cfg.cond == "text" else None  # (bank, choices, group of each image)
+    grid_extra = _grid_conditions(mcfg, ds, text)
     stop = {"flag": False}
 
     def on_signal(signum, frame):  # Ctrl-C / SIGTERM: finish the step, save, exit; a second Ctrl-C aborts at once
@@ -184,6 +200,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
             sigma = _sample_sigma(cfg, abar, b, g)[lo:hi].to(device)  # [B/world]
             noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
             cond = drop_labels(labels, cfg.label_dropout, nc, g)[lo:hi].to(device) if nc else None
+            if text is not None:
+                bank, choices, group = text
+                ids = choices.sample(group[batch_index(len(ds), b, step, cfg.seed)], g)
+                cond = cond_to(index_cond(bank.cond(ids, torch.rand(b, generator=g) < cfg.label_dropout), slice(lo, hi)), device)
+            if cfg.task == "superres":
+                cond = {"lowres": F.avg_pool2d(x0[lo:hi], cfg.superres_factor).to(device)}
             x0 = x0[lo:hi].to(device).contiguous(memory_format=torch.channels_last)  # [B/world, C, H, W]
             lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:
@@ -221,7 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
                 if progress is not None:
                     progress({**rec, "total_steps": cfg.steps, "total_seconds": cfg.minutes * 60 if cfg.minutes else None})
             if d.is_writer and step % cfg.sample_every == 0:
-                _grid(run, ema, step, grid_labels)
+                _grid(run, ema, step, grid_labels, grid_extra)
             if step % cfg.checkpoint_every == 0:
                 _save(run, model, ema, opt, step, nimg, time.monotonic() - t_start, mcfg, d)
                 _event(log, {"event": "checkpoint", "step": step})
@@ -237,8 +259,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     if d.is_writer:
         with open(run / "metrics.jsonl", "a") as f:
             _event(f, {"event": "checkpoint", "step": step, "final": True})
-        if not interrupted:
-            _grid(run, ema, step, grid_labels)
+        if not interrupted and step % cfg.sample_every:  # (a grid at this step exists already otherwise)
+            _grid(run, ema, step, grid_labels, grid_extra)
     D.barrier(d)
     return TrainResult(run, step, nimg, seconds, interrupted, last_loss)
 
@@ -249,7 +271,36 @@ def _event(log, rec: dict) -> None:
         log.flush()
 
 
-def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None) -> None:
+def _grid_conditions(mcfg: ModelConfig, ds: ImageDataset, text) -> dict:
+    """What the periodic sample grid is conditioned on: class prompts or captions for text models, and the
+    downsampled first training images for super-resolution models (shown above their results)."""
+    if text is not None:
+        from ..generate import prompt_cond
+        from ..text.captions import canonical_prompt
+
+        prompts = [canonical_prompt(c) for c in mcfg.class_names] or text[0].texts[:8]
+        cond, which = prompt_cond(prompts, 8 * len(prompts), mcfg.text_encoder)
+        return {"text": cond, "rows": which}
+    if mcfg.task == "superres":
+        x = to_model_space(ds.images[:32])
+        return {"lowres": F.avg_pool2d(x, mcfg.net.lowres_factor)}
+    return {}
+
+
+def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None, extra: dict | None = None) -> None:
+    extra = extra or {}
+    if "text" in extra:
+        imgs = generate(ema, len(extra["rows"]), SampleConfig(batch_size=256), text=extra["text"])
+        save_grid(run / "samples" / f"step_{step:07d}.png", imgs, extra["rows"])
+        return
+    if "lowres" in extra:
+        from ..editing import superres
+
+        lr = extra["lowres"]
+        imgs = superres(ema, lr, SampleConfig(batch_size=256))
+        up = to_uint8(F.interpolate(lr, scale_factor=ema.net.cfg.lowres_factor, mode="nearest"))
+        save_grid(run / "samples" / f"step_{step:07d}.png", torch.cat([up, imgs]), ncol=len(lr))
+        return
     n = len(labels) if labels is not None else 64
     imgs = generate(ema, n, SampleConfig(batch_size=n), labels)
     save_grid(run / "samples" / f"step_{step:07d}.png", imgs, labels)

@@ -1,0 +1,152 @@
+"""What `diffuse sample` conditions on, read and checked before any sampling: labels, prompts, an init image,
+a mask, a low-res image. Every bad input is one UserError line."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import atomic_write_bytes
+from .data import to_model_space
+from .errors import UserError
+from .generate import prompt_cond, round_robin_labels
+from .images import save_grid
+from .model import ModelConfig
+
+
+def read_images(path: Path, channels: int, what: str) -> torch.Tensor:
+    """A PNG/JPEG (one image) or .npz (``images`` uint8 [N, H, W, C]) as uint8 [N, C, H, W] with ``channels``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arr = z["images"]
+        except Exception as e:  # a corrupt archive, no 'images' array, or an object array
+            raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {e}") from None
+        if arr.ndim != 4 or arr.dtype != np.uint8 or arr.shape[-1] != channels:
+            raise UserError(f"{what} {path}: 'images' must be uint8 [N, H, W, {channels}], got {arr.dtype} {list(arr.shape)}")
+        return torch.from_numpy(arr.copy()).permute(0, 3, 1, 2).contiguous()
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"cannot read {what} {path}: {e}") from None
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].contiguous()
+
+
+def _check_size(images: torch.Tensor, size: int, what: str, path: Path) -> None:
+    if tuple(images.shape[-2:]) != (size, size):
+        raise UserError(f"{what} {path} is {images.shape[-1]}x{images.shape[-2]}, but this model needs {size}x{size}")
+
+
+@dataclass
+class Conditions:
+    n: int
+    labels: torch.Tensor | None = None
+    text: dict | None = None
+    prompt_rows: torch.Tensor | None = None  # prompt index of each sample
+    prompts: list[str] | None = None
+    edit: object | None = None  # editing.Edit
+    lowres: torch.Tensor | None = None  # [n, C, h, w] in [-1, 1]
+
+    def slice_labels(self, lo: int, hi: int):
+        return self.labels[lo:hi] if self.labels is not None else None
+
+    def slice_text(self, lo: int, hi: int):
+        from .text.bank import index_cond
+
+        return index_cond(self.text, slice(lo, hi))
+
+    def slice_edit(self, lo: int, hi: int):
+        from .editing import Edit
+
+        e = self.edit
+        if e is None or (lo == 0 and hi == self.n):
+            return e
+        cut = lambda t: t if t is None or len(t) == 1 else t[lo:hi]  # noqa: E731
+        return Edit(cut(e.init), e.strength, cut(e.mask), e.resample)
+
+
+def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str], prompts_file: Path | None,
+               init: Path | None, strength: float, mask: Path | None, resample: int) -> Conditions:
+    """Everything `sample` conditions on, checked against the model."""
+    if prompts_file is not None:
+        if not Path(prompts_file).is_file():
+            raise UserError(f"prompts file not found: {prompts_file}")
+        prompts = prompts + [line.strip() for line in Path(prompts_file).read_text().splitlines() if line.strip()]
+        if not prompts:
+            raise UserError(f"{prompts_file} holds no prompts")
+    c_img, size = mcfg.net.out_channels, mcfg.net.image_size
+    if prompts and mcfg.cond != "text":
+        raise UserError(f"--prompt needs a text-conditional model (train with --cond text); this one is cond={mcfg.cond}")
+    if label is not None and mcfg.cond == "text":
+        raise UserError("--label is for class models; this text model takes --prompt")
+    if mcfg.task == "superres":
+        if init is None:
+            raise UserError("this is a super-resolution model: pass the low-res image with --init")
+        if mask is not None or strength != 1.0 or prompts:
+            raise UserError("a super-resolution model takes only --init (the low-res image)")
+        f = mcfg.net.lowres_factor
+        lr = read_images(init, c_img, "low-res image")
+        _check_size(lr, size // f, "low-res image", init)
+        lr = to_model_space(lr)
+        return Conditions(n=len(lr) if len(lr) > 1 else n, lowres=lr if len(lr) > 1 else lr.expand(n, -1, -1, -1))
+    out = Conditions(n=n)
+    if mcfg.cond == "text":
+        if not prompts:
+            if not mcfg.class_names:
+                raise UserError("this is a text model: give --prompt TEXT (or --prompts FILE)")
+            from .text.captions import canonical_prompt
+
+            prompts = [canonical_prompt(c) for c in mcfg.class_names]
+        out.text, out.prompt_rows = prompt_cond(prompts, n, mcfg.text_encoder)
+        out.prompts = prompts
+    else:
+        out.labels = round_robin_labels(n, mcfg.num_classes, label)
+    if mask is not None and init is None:
+        raise UserError("--mask needs --init (the image to inpaint)")
+    if init is None:
+        if strength != 1.0 or resample != 1:
+            raise UserError("--strength and --resample need --init")
+        return out
+    from .editing import Edit
+
+    x = read_images(init, c_img, "init image")
+    _check_size(x, size, "init image", init)
+    if len(x) not in (1, n):
+        raise UserError(f"--init holds {len(x)} images; give one, or --n {len(x)}")
+    m = None
+    if mask is not None:
+        mk = read_images(mask, 1, "mask")
+        _check_size(mk, size, "mask", mask)
+        if len(mk) not in (1, len(x)):
+            raise UserError(f"--mask holds {len(mk)} masks for {len(x)} images")
+        m = mk.float() / 255
+    out.edit = Edit(to_model_space(x), strength, m, resample)
+    return out
+
+
+def write_samples(out: Path, images: torch.Tensor, c: Conditions) -> None:
+    """A grid PNG (one row per class or prompt) or an .npz with images, labels and prompts."""
+    rows = c.labels if c.labels is not None else c.prompt_rows
+    if out.suffix == ".png":
+        save_grid(out, images, rows)
+        return
+    arrays = {"images": images.permute(0, 2, 3, 1).numpy()}
+    if c.labels is not None:
+        arrays["labels"] = c.labels.numpy().astype(np.int64)
+    if c.prompts is not None:
+        arrays["prompts"] = np.array([c.prompts[i] for i in c.prompt_rows.tolist()])
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(out, buf.getvalue())

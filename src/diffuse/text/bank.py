@@ -1,0 +1,113 @@
+"""A bank of encoded captions, so training never runs the text encoder per step.
+
+Every distinct training caption is encoded once (and cached on disk by encoder and content hash). A text
+condition is a dict of tensors that ``guidance.cat_cond`` can batch:
+
+    {"tokens": [B, L, D], "mask": [B, L] bool, "pooled": [B, D], "drop": [B] bool}
+
+``drop`` marks the null text: the network swaps in its learned null embedding there (caption dropout in
+training, the unconditional half of classifier-free guidance in sampling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+
+from ..checkpoint import load_tensors, save_tensors
+
+TextCond = dict[str, torch.Tensor]
+
+
+def text_null(cond: TextCond) -> TextCond:
+    """The null condition for a batch of text conditions (same shapes, every row dropped)."""
+    return {**cond, "drop": torch.ones_like(cond["drop"])}
+
+
+def index_cond(cond: Any, idx: Any) -> Any:
+    """cond[idx] for a tensor, a text-condition dict or None."""
+    if cond is None:
+        return None
+    if isinstance(cond, dict):
+        return {k: v[idx] for k, v in cond.items()}
+    return cond[idx]
+
+
+def cond_to(cond: Any, device: torch.device | str) -> Any:
+    if cond is None:
+        return None
+    if isinstance(cond, dict):
+        return {k: v.to(device) for k, v in cond.items()}
+    return cond.to(device)
+
+
+class CaptionBank:
+    """texts [N] with tokens [N, L, D], mask [N, L], pooled [N, D] from one encoder."""
+
+    def __init__(self, texts: list[str], tokens: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor, encoder: str):
+        self.texts, self.tokens, self.mask, self.pooled, self.encoder = texts, tokens, mask, pooled, encoder
+
+    @classmethod
+    def build(cls, texts: list[str], encoder: str = "minilm", cache: bool = True) -> "CaptionBank":
+        from ..metrics.classifier import cache_dir
+        from .encoder import get_encoder
+
+        texts = list(dict.fromkeys(texts))
+        key = hashlib.sha256(json.dumps([encoder, texts]).encode()).hexdigest()[:16]
+        path = cache_dir() / "text" / f"{encoder}-{key}.safetensors"
+        if cache and path.is_file():
+            t, _ = load_tensors(path, "cached caption embeddings")
+            return cls(texts, t["tokens"].float(), t["mask"].bool(), t["pooled"].float(), encoder)
+        tokens, mask, pooled = get_encoder(encoder).encode(texts)
+        if cache:
+            save_tensors(path, {"tokens": tokens.half(), "mask": mask.to(torch.uint8), "pooled": pooled}, {"n": len(texts)})
+            tokens = tokens.half().float()  # what a cached load gives, so a first and a later run train identically
+        return cls(texts, tokens, mask, pooled, encoder)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def cond(self, ids: torch.Tensor, drop: torch.Tensor | None = None) -> TextCond:
+        """The text condition of bank entries ``ids`` [B]; ``drop`` [B] bool marks null texts."""
+        if drop is None:
+            drop = torch.zeros(len(ids), dtype=torch.bool)
+        return {"tokens": self.tokens[ids], "mask": self.mask[ids], "pooled": self.pooled[ids], "drop": drop}
+
+    def index(self, texts: list[str]) -> torch.Tensor:
+        """Bank ids of texts (each must be in the bank)."""
+        pos = {t: i for i, t in enumerate(self.texts)}
+        return torch.tensor([pos[t] for t in texts])
+
+
+class CaptionChoices:
+    """For each group (a class, or an image) the bank ids of its captions; ``sample`` picks one uniformly per item."""
+
+    def __init__(self, groups: list[list[int]]):
+        k = max(len(g) for g in groups)
+        self.counts = torch.tensor([len(g) for g in groups])  # [G]
+        self.ids = torch.tensor([g + [g[0]] * (k - len(g)) for g in groups])  # [G, K], padded with a valid id
+
+    def sample(self, group: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """group [B] -> bank ids [B]."""
+        j = (torch.rand(len(group), generator=generator) * self.counts[group]).long()
+        return self.ids[group, j]
+
+
+def training_text(ds: Any, cfg: Any) -> tuple[CaptionBank, CaptionChoices, torch.Tensor]:
+    """(bank, choices, group of each image) for a text model: captions from the class names of a labelled
+    dataset, or per image from ``cfg.captions`` (image folders)."""
+    from ..errors import UserError
+    from .captions import class_captions, read_captions_file
+
+    if cfg.captions:
+        if ds.files is None:
+            raise UserError("--captions needs an image-folder dataset (its rows name files relative to the folder)")
+        per_image = read_captions_file(cfg.captions, ds.files)
+        bank = CaptionBank.build([t for caps in per_image for t in caps], cfg.text_encoder)
+        return bank, CaptionChoices([bank.index(c).tolist() for c in per_image]), torch.arange(len(ds))
+    per_class = [class_captions(n) for n in ds.class_names]
+    bank = CaptionBank.build([t for caps in per_class for t in caps], cfg.text_encoder)
+    return bank, CaptionChoices([bank.index(c).tolist() for c in per_class]), ds.labels

@@ -1,0 +1,142 @@
+"""Text conditioning: the offline encoder, captions, the caption bank, the U-Net's text path, and the CLI."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffuse.data.sources import FASHION_CLASSES
+from diffuse.errors import UserError
+from diffuse.nets.unet import UNet, preset
+from diffuse.text.captions import SYNONYMS, canonical_prompt, class_captions, read_captions_file
+
+HELDOUT = Path(__file__).parent.parent / "benchmarks" / "prompts" / "fmnist_heldout.tsv"
+
+
+def test_encoder_loads_offline_and_knows_unseen_words(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    from diffuse.text.encoder import get_encoder
+
+    enc = get_encoder("minilm")
+    tokens, mask, pooled = enc.encode(["a sneaker", "athletic footwear for jogging", "an elegant evening gown", ""])
+    assert tokens.shape[0] == 4 and tokens.shape[2] == 384 and mask.shape == tokens.shape[:2]
+    assert mask[0].sum() < mask[1].sum()  # padding is masked
+    torch.testing.assert_close(pooled.norm(dim=1), torch.ones(4))
+    sim = pooled @ pooled.T
+    assert sim[0, 1] > sim[0, 2]  # "athletic footwear for jogging" is closer to a sneaker than a gown is
+
+
+def test_captions_are_varied_and_heldout_prompts_never_leak():
+    train = {c for name in FASHION_CLASSES for c in class_captions(name)}
+    for name in FASHION_CLASSES:
+        caps = class_captions(name)
+        assert len(caps) >= 80 and len(set(caps)) == len(caps)
+        assert canonical_prompt(name) in caps
+    assert "a pair of trainers" in class_captions("Sneaker") and "a photo of a sneaker" in class_captions("Sneaker")
+    rows = [line.split("\t") for line in HELDOUT.read_text().splitlines()]
+    assert len(rows) >= 20 and {r[0] for r in rows} == set(FASHION_CLASSES)
+    for cls, prompt in rows:
+        assert prompt not in train
+        for syn in SYNONYMS[cls]:  # other words than the class's training synonyms
+            assert not re.search(rf"\b{re.escape(syn)}\b", prompt, re.I), (prompt, syn)
+
+
+def test_captions_file_csv_and_jsonl(tmp_path):
+    (tmp_path / "c.csv").write_text("file,text\na.png,a red thing\nb.png,a blue thing\na.png,a crimson thing\n")
+    assert read_captions_file(tmp_path / "c.csv", ["a.png", "b.png"]) == [["a red thing", "a crimson thing"], ["a blue thing"]]
+    (tmp_path / "c.jsonl").write_text('{"file": "b.png", "text": "x"}\n{"file": "a.png", "text": "y"}\n')
+    assert read_captions_file(tmp_path / "c.jsonl", ["a.png", "b.png"]) == [["y"], ["x"]]
+    with pytest.raises(UserError, match="no caption"):
+        read_captions_file(tmp_path / "c.jsonl", ["a.png", "c.png"])
+    (tmp_path / "bad.csv").write_text("name,caption\na.png,x\n")
+    with pytest.raises(UserError, match="file and text"):
+        read_captions_file(tmp_path / "bad.csv", ["a.png"])
+
+
+def _text_cond(b, length=6, drop=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(b, length, dtype=torch.bool)
+    mask[:, 4:] = False
+    return {"tokens": torch.randn(b, length, 384, generator=g), "mask": mask, "pooled": torch.randn(b, 384, generator=g),
+            "drop": torch.zeros(b, dtype=torch.bool) if drop is None else drop}
+
+
+def test_unet_text_path_masks_padding_and_drops_to_the_null_text():
+    torch.manual_seed(0)
+    net = UNet(preset("tiny", image_size=8, text_dim=384, attn_resolutions=(2,))).eval()
+    for p in net.parameters():  # zero-initialised output layers would hide the condition's effect
+        torch.nn.init.normal_(p, std=0.05)
+    x, c = torch.randn(3, 1, 8, 8), torch.randn(3)
+    cond = _text_cond(3, drop=torch.tensor([False, True, False]))
+    out = net(x, c, cond)
+    other = _text_cond(3, drop=cond["drop"], seed=1)
+    other["tokens"][:, :4] = cond["tokens"][:, :4]
+    other["pooled"] = cond["pooled"]
+    torch.testing.assert_close(net(x, c, other), out)  # masked positions are ignored
+    changed = net(x, c, _text_cond(3, drop=cond["drop"], seed=2))
+    assert not torch.allclose(changed[0], out[0])  # a real text matters ...
+    torch.testing.assert_close(changed[1], out[1])  # ... a dropped one does not
+    torch.testing.assert_close(net(x, c, None)[1], out[1])  # no condition = the null text
+
+
+def diffuse(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "diffuse", *map(str, args)], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"diffuse {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r
+
+
+def _one_line_error(r, needle):
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("text") / "run"
+    diffuse("train", "--data", "digits", "--cond", "text", "--steps", "300", "--preset", "tiny", "--sample-every", "300",
+            "--out", out)
+    return out
+
+
+def test_text_model_round_trip(text_run, tmp_path):
+    assert (text_run / "samples" / "step_0000300.png").is_file()
+    cfg = json.loads((text_run / "config.json").read_text())["model"]
+    assert cfg["cond"] == "text" and cfg["net"]["text_dim"] == 384
+    (tmp_path / "p.txt").write_text("the number seven\n\na handwritten zero\n")
+    diffuse("sample", text_run, "--prompt", "a three", "--prompts", tmp_path / "p.txt", "--n", "6", "--steps", "6",
+            "--guidance", "2", "--out", tmp_path / "s.npz")
+    z = np.load(tmp_path / "s.npz")
+    assert z["images"].shape == (6, 8, 8, 1)
+    assert z["prompts"].tolist() == ["a three", "the number seven", "a handwritten zero"] * 2
+    r = diffuse("eval", text_run, "--n", "200", "--steps", "10", "--json")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["label_accuracy"] > 0.3  # prompt adherence well above chance (0.1) after 300 steps
+    diffuse("synth", text_run, "--per-class", "2", "--steps", "4", "--out", tmp_path / "syn")
+    rows = (tmp_path / "syn" / "manifest.csv").read_text().splitlines()
+    assert rows[0].endswith(",prompt") and len(rows) == 21
+
+
+def test_text_bad_inputs(text_run, tmp_path):
+    _one_line_error(diffuse("sample", text_run, "--prompt", "  ", "--out", tmp_path / "x.png", check=False), "empty prompt")
+    _one_line_error(diffuse("sample", text_run, "--label", "3", "--out", tmp_path / "x.png", check=False), "--label")
+    (tmp_path / "empty.txt").write_text("\n")
+    _one_line_error(diffuse("sample", text_run, "--prompts", tmp_path / "empty.txt", "--out", tmp_path / "x.png", check=False),
+                    "no prompts")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), i * 60, np.uint8)).save(folder / f"{i}.png")
+    _one_line_error(diffuse("train", "--data", folder, "--cond", "text", "--out", tmp_path / "r", check=False), "--captions")
+    (tmp_path / "caps.csv").write_text("file,text\n0.png,dark\n")
+    _one_line_error(diffuse("train", "--data", folder, "--cond", "text", "--captions", tmp_path / "caps.csv", "--out",
+                            tmp_path / "r", "--steps", "2", "--batch-size", "2", check=False), "no caption")
+    assert not (tmp_path / "r" / "model.safetensors").exists()
