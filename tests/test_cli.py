@@ -1,19 +1,11 @@
 """The command line, end to end on digits, and its one-line errors."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import diffuse, one_line_error
 from PIL import Image
-
-
-def diffuse(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "diffuse", *map(str, args)], capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise AssertionError(f"diffuse {' '.join(map(str, args))} failed:\n{r.stderr}")
-    return r
 
 
 @pytest.fixture(scope="module")
@@ -49,32 +41,25 @@ def test_same_seed_same_images(run, tmp_path):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-def _one_line_error(r, needle):
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
-
-
 def test_bad_inputs_give_one_line(run, tmp_path):
-    _one_line_error(diffuse("train", "--data", "imagenet", "--out", tmp_path / "x", check=False), "unknown dataset")
-    _one_line_error(diffuse("train", "--data", tmp_path / "missing.npz", "--out", tmp_path / "x", check=False), "not found")
-    _one_line_error(diffuse("train", "--steps", "0", "--out", tmp_path / "x", check=False), "--steps")
-    _one_line_error(diffuse("train", "--steps", "-3", "--out", tmp_path / "x", check=False), "--steps")
-    _one_line_error(diffuse("sample", run, "--steps", "0", "--out", tmp_path / "a.png", check=False), "--steps")
-    _one_line_error(diffuse("sample", run, "--label", "10", "--out", tmp_path / "a.png", check=False), "out of range")
-    _one_line_error(diffuse("sample", run, "--sampler", "nope", "--out", tmp_path / "a.png", check=False), "unknown sampler")
-    _one_line_error(diffuse("sample", tmp_path / "norun", "--out", tmp_path / "a.png", check=False), "not found")
-    _one_line_error(diffuse("sample", run, "--out", tmp_path / "a.jpg", check=False), ".png or .npz")
-    _one_line_error(diffuse("sample", run, "--n", "x", "--out", tmp_path / "a.png", check=False), "--n")
-    _one_line_error(diffuse("sample", run, "--churn", "5", "--out", tmp_path / "a.png", check=False), "--churn")
+    one_line_error(diffuse("train", "--data", "imagenet", "--out", tmp_path / "x", check=False), "unknown dataset")
+    one_line_error(diffuse("train", "--data", tmp_path / "missing.npz", "--out", tmp_path / "x", check=False), "not found")
+    one_line_error(diffuse("train", "--steps", "0", "--out", tmp_path / "x", check=False), "--steps")
+    one_line_error(diffuse("train", "--steps", "-3", "--out", tmp_path / "x", check=False), "--steps")
+    one_line_error(diffuse("sample", run, "--steps", "0", "--out", tmp_path / "a.png", check=False), "--steps")
+    one_line_error(diffuse("sample", run, "--label", "10", "--out", tmp_path / "a.png", check=False), "out of range")
+    one_line_error(diffuse("sample", run, "--sampler", "nope", "--out", tmp_path / "a.png", check=False), "unknown sampler")
+    one_line_error(diffuse("sample", tmp_path / "norun", "--out", tmp_path / "a.png", check=False), "not found")
+    one_line_error(diffuse("sample", run, "--out", tmp_path / "a.jpg", check=False), ".png or .npz")
+    one_line_error(diffuse("sample", run, "--n", "x", "--out", tmp_path / "a.png", check=False), "--n")
+    one_line_error(diffuse("sample", run, "--churn", "5", "--out", tmp_path / "a.png", check=False), "--churn")
 
 
 def test_unconditional_model_rejects_guidance_and_label(tmp_path):
     out = tmp_path / "u"
     diffuse("train", "--data", "digits", "--steps", "2", "--batch-size", "16", "--out", out)
-    _one_line_error(diffuse("sample", out, "--guidance", "3", "--out", tmp_path / "a.png", check=False), "unconditional")
-    _one_line_error(diffuse("sample", out, "--label", "1", "--out", tmp_path / "a.png", check=False), "unconditional")
+    one_line_error(diffuse("sample", out, "--guidance", "3", "--out", tmp_path / "a.png", check=False), "unconditional")
+    one_line_error(diffuse("sample", out, "--label", "1", "--out", tmp_path / "a.png", check=False), "unconditional")
 
 
 def test_checkpoint_from_another_model(run, tmp_path):
@@ -85,9 +70,9 @@ def test_checkpoint_from_another_model(run, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(run, bad)
     shutil.copy(other / "model.safetensors", bad / "model.safetensors")
-    _one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "different model")
+    one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "different model")
     (bad / "model.safetensors").write_bytes(b"garbage")
-    _one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "corrupt")
+    one_line_error(diffuse("sample", bad, "--out", tmp_path / "a.png", check=False), "corrupt")
 
 
 def test_synth_is_deterministic_and_resumable(run, tmp_path):
@@ -105,7 +90,7 @@ def test_synth_is_deterministic_and_resumable(run, tmp_path):
     r = diffuse("synth", run, "--per-class", "3", "--steps", "6", "--batch-size", "8", "--out", out)
     assert "1 images written, 29 already there" in r.stdout
     assert victim.read_bytes() == before and keep.stat().st_mtime_ns == mtime
-    _one_line_error(diffuse("synth", run, "--per-class", "3", "--steps", "7", "--out", out, check=False), "other settings")
+    one_line_error(diffuse("synth", run, "--per-class", "3", "--steps", "7", "--out", out, check=False), "other settings")
 
 
 def test_plot(run, tmp_path):
@@ -113,7 +98,7 @@ def test_plot(run, tmp_path):
     im = Image.open(tmp_path / "t.png")
     assert im.size[0] > 800 and im.size[1] > 200
     (tmp_path / "empty").mkdir()
-    _one_line_error(diffuse("plot", tmp_path / "empty", check=False), "no metrics.jsonl")
+    one_line_error(diffuse("plot", tmp_path / "empty", check=False), "no metrics.jsonl")
 
 
 def test_cas_on_digits(run):
@@ -124,7 +109,7 @@ def test_cas_on_digits(run):
         assert 0 <= res[k] <= 1
     assert res["cas_real_equal_n"] > 0.7  # 200 real digits train a decent classifier
     assert res["cas_synthetic"] > 0.2  # a 150-step model's samples carry class information (chance: 0.1)
-    _one_line_error(diffuse("eval", run, "--metrics", "fid,bogus", check=False), "unknown --metrics")
+    one_line_error(diffuse("eval", run, "--metrics", "fid,bogus", check=False), "unknown --metrics")
 
 
 def test_eval_kid_pr_bpd(run, tmp_path):
@@ -137,8 +122,8 @@ def test_eval_kid_pr_bpd(run, tmp_path):
     assert 0 < res["bpd_ode"] < 16 and 0 < res["bpd_vlb"] < 16
     assert "label_accuracy" not in res  # only what was asked for
     r = diffuse("eval", run, "--metrics", "fid", "--features", "inception", check=False)
-    _one_line_error(r, "--inception-weights")
-    _one_line_error(diffuse("eval", run, "--metrics", "bpd", "--bpd-n", "0", check=False), "--bpd-n")
+    one_line_error(r, "--inception-weights")
+    one_line_error(diffuse("eval", run, "--metrics", "bpd", "--bpd-n", "0", check=False), "--bpd-n")
 
 
 def test_bench_quality_and_its_plot(run, tmp_path):
@@ -153,5 +138,5 @@ def test_bench_quality_and_its_plot(run, tmp_path):
     assert (run / "plots" / "fid_vs_nfe.png").stat().st_size > 10_000
     diffuse("plot", run, "--out", tmp_path / "t.png")
     assert (tmp_path / "t_fid_vs_nfe.png").is_file()
-    _one_line_error(diffuse("bench", "quality", run, "--samplers", "nope", check=False), "unknown sampler")
-    _one_line_error(diffuse("bench", "quality", run, "--nfe", "5,x", check=False), "--nfe")
+    one_line_error(diffuse("bench", "quality", run, "--samplers", "nope", check=False), "unknown sampler")
+    one_line_error(diffuse("bench", "quality", run, "--nfe", "5,x", check=False), "--nfe")

@@ -2,12 +2,11 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import diffuse, one_line_error
 import torch
 from PIL import Image
 
@@ -86,19 +85,6 @@ def test_unet_text_path_masks_padding_and_drops_to_the_null_text():
     torch.testing.assert_close(net(x, c, None)[1], out[1])  # no condition = the null text
 
 
-def diffuse(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "diffuse", *map(str, args)], capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise AssertionError(f"diffuse {' '.join(map(str, args))} failed:\n{r.stderr}")
-    return r
-
-
-def _one_line_error(r, needle):
-    assert r.returncode == 2, r.stderr
-    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
-
-
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("text") / "run"
@@ -126,17 +112,17 @@ def test_text_model_round_trip(text_run, tmp_path):
 
 
 def test_text_bad_inputs(text_run, tmp_path):
-    _one_line_error(diffuse("sample", text_run, "--prompt", "  ", "--out", tmp_path / "x.png", check=False), "empty prompt")
-    _one_line_error(diffuse("sample", text_run, "--label", "3", "--out", tmp_path / "x.png", check=False), "--label")
+    one_line_error(diffuse("sample", text_run, "--prompt", "  ", "--out", tmp_path / "x.png", check=False), "empty prompt")
+    one_line_error(diffuse("sample", text_run, "--label", "3", "--out", tmp_path / "x.png", check=False), "--label")
     (tmp_path / "empty.txt").write_text("\n")
-    _one_line_error(diffuse("sample", text_run, "--prompts", tmp_path / "empty.txt", "--out", tmp_path / "x.png", check=False),
+    one_line_error(diffuse("sample", text_run, "--prompts", tmp_path / "empty.txt", "--out", tmp_path / "x.png", check=False),
                     "no prompts")
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(4):
         Image.fromarray(np.full((8, 8), i * 60, np.uint8)).save(folder / f"{i}.png")
-    _one_line_error(diffuse("train", "--data", folder, "--cond", "text", "--out", tmp_path / "r", check=False), "--captions")
+    one_line_error(diffuse("train", "--data", folder, "--cond", "text", "--out", tmp_path / "r", check=False), "--captions")
     (tmp_path / "caps.csv").write_text("file,text\n0.png,dark\n")
-    _one_line_error(diffuse("train", "--data", folder, "--cond", "text", "--captions", tmp_path / "caps.csv", "--out",
+    one_line_error(diffuse("train", "--data", folder, "--cond", "text", "--captions", tmp_path / "caps.csv", "--out",
                             tmp_path / "r", "--steps", "2", "--batch-size", "2", check=False), "no caption")
     assert not (tmp_path / "r" / "model.safetensors").exists()

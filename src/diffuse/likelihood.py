@@ -63,7 +63,6 @@ def vlb_bpd(denoiser: Denoiser, x0: torch.Tensor, abar: torch.Tensor, cond: Any 
     in_dtype = x0.dtype  # what the denoiser is fed; the bound is accumulated in float64
     x0 = x0.double()
     B, dims = x0.shape[0], x0[0].numel()
-    view = (-1,) + (1,) * (x0.ndim - 1)
     flat = lambda t: t.flatten(1).sum(1)  # noqa: E731
 
     def noisy(k: int) -> tuple[torch.Tensor, torch.Tensor]:
