@@ -44,6 +44,14 @@ def test_karras_sigmas_follow_eq5():
         schedules.karras_sigmas(0, 0.002, 80)
 
 
+def test_karras_sampling_sigmas_spend_no_step_at_sigma_min():
+    s = schedules.karras_sampling_sigmas(10, 0.002, 80.0)
+    assert len(s) == 11 and s[-1] == 0 and (s[:-1] > 0).all()  # still 10 evaluations
+    ramp = schedules.karras_sigmas(11, 0.002, 80.0)
+    torch.testing.assert_close(s[:-1], ramp[:10])  # the same ramp, its sigma_min point dropped
+    assert s[-2] > 0.01  # the last evaluation is at a noise level that matters
+
+
 def test_training_densities():
     g = torch.Generator().manual_seed(0)
     s = schedules.sample_lognormal_sigma(200_000, -1.2, 1.2, generator=g)

@@ -109,3 +109,22 @@ def test_ctrl_c_and_sigterm_save_and_exit_cleanly(tmp_path, sig):
     assert p.returncode == 0, err
     assert "interrupted" in out and "Traceback" not in err
     assert load_tensors(run / "state" / "state.safetensors")[1]["step"] >= 3
+
+
+def test_runs_saved_before_text_and_superres_fields_still_load():
+    """The fingerprint of a plain model must not change when later optional U-Net fields are at their defaults."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from diffuse.model import ModelConfig
+    from diffuse.nets.unet import preset
+
+    cfg = ModelConfig(net=preset("tiny", image_size=8, num_classes=10), cond="class", class_names=list("0123456789"))
+    net = asdict(cfg.net)
+    for k in ("text_dim", "lowres_factor"):  # fields that did not exist when the first runs were saved
+        net.pop(k)
+    old = hashlib.sha256(json.dumps({"arch": "unet", "net": net, "precond": asdict(cfg.precond)}, sort_keys=True).encode()).hexdigest()[:16]
+    assert cfg.fingerprint() == old
+    text = ModelConfig(net=preset("tiny", image_size=8, text_dim=384), cond="text")
+    assert text.fingerprint() != ModelConfig(net=preset("tiny", image_size=8)).fingerprint()

@@ -28,7 +28,8 @@ DEFAULT_GUIDANCE = 3.0
 @dataclass
 class SampleConfig:
     """How to sample. ``guidance`` follows the convention in guidance.py: 1 = no guidance, 0 = unconditional.
-    ``schedule``: ``karras`` (rho = 7 over the model's sigma range) or ``vp`` (the DDPM training timesteps,
+    ``schedule``: ``karras`` (rho = 7 over the model's sigma range, no wasted evaluation at sigma_min; see
+    schedules.karras_sampling_sigmas), ``edm`` (Karras et al. Eq. 5 exactly, ending at sigma_min) or ``vp`` (the DDPM training timesteps,
     ``spacing`` leading / trailing / linspace)."""
 
     sampler: str = "dpmpp_2m"
@@ -48,8 +49,8 @@ class SampleConfig:
             raise UserError(f"--steps must be a positive integer, got {self.steps}")
         if self.batch_size <= 0:
             raise UserError(f"--batch-size must be a positive integer, got {self.batch_size}")
-        if self.schedule not in ("karras", "vp"):
-            raise UserError(f"unknown schedule {self.schedule!r}; choose karras or vp")
+        if self.schedule not in ("karras", "edm", "vp"):
+            raise UserError(f"unknown schedule {self.schedule!r}; choose karras, edm or vp")
         if self.guidance is not None and self.guidance != 1.0 and not conditional:
             raise UserError("--guidance needs a conditional model; this one is unconditional")
         if self.churn < 0 or (self.churn > 0 and self.sampler != "heun"):
@@ -71,7 +72,9 @@ def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
             raise UserError(f"--steps {cfg.steps} exceeds the {model.cfg.T} timesteps of the VP schedule")
         return schedules.vp_discrete_sigmas(cfg.steps, model.cfg.abar(), cfg.spacing)  # type: ignore[arg-type]
     lo, hi = model.sigma_range
-    return schedules.karras_sigmas(cfg.steps, lo, hi)
+    if cfg.schedule == "edm":
+        return schedules.karras_sigmas(cfg.steps, lo, hi)
+    return schedules.karras_sampling_sigmas(cfg.steps, lo, hi)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:

@@ -20,6 +20,9 @@ from .nets import UNet, UNetConfig
 from .precond import Precond, PrecondConfig
 
 RUN_FORMAT = "diffuse-run/1"
+# U-Net fields added after runs were already saved: left out of the fingerprint at their default value, so
+# those runs still load (their fingerprint did not include them).
+_LATER_NET_FIELDS = {"text_dim": 0, "lowres_factor": 0}
 
 
 @dataclass
@@ -64,7 +67,8 @@ class ModelConfig:
 
     def fingerprint(self) -> str:
         """A short hash of the architecture, stored in weight files to catch a checkpoint from another model."""
-        arch = {"arch": self.arch, "net": asdict(self.net), "precond": asdict(self.precond)}
+        net = {k: v for k, v in asdict(self.net).items() if not (k in _LATER_NET_FIELDS and v == _LATER_NET_FIELDS[k])}
+        arch = {"arch": self.arch, "net": net, "precond": asdict(self.precond)}
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
 
 
