@@ -126,3 +126,17 @@ def test_text_bad_inputs(text_run, tmp_path):
     one_line_error(diffuse("train", "--data", folder, "--cond", "text", "--captions", tmp_path / "caps.csv", "--out",
                             tmp_path / "r", "--steps", "2", "--batch-size", "2", check=False), "no caption")
     assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_conditioning_augmentation_jitters_around_the_caption():
+    from diffuse.text.bank import augment
+
+    cond = _text_cond(256)
+    cond["pooled"] = torch.nn.functional.normalize(cond["pooled"], dim=-1)
+    assert augment(cond, 0.0) is cond
+    aug = augment(cond, 0.3, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(aug["pooled"].norm(dim=-1), torch.ones(256))
+    cos = (aug["pooled"] * cond["pooled"]).sum(-1)
+    assert 0.9 < float(cos.mean()) < 0.99  # a neighbourhood of the caption, not another caption
+    rel = (aug["tokens"] - cond["tokens"]).pow(2).mean().sqrt() / cond["tokens"].pow(2).mean().sqrt()
+    assert 0.25 < float(rel) < 0.35

@@ -58,6 +58,7 @@ def train(
     task: str = typer.Option("generate", help="generate | superres (learn to upsample 1/--superres-factor images)"),
     captions: Optional[str] = typer.Option(None, help="--cond text on an image folder: CSV or JSONL with file,text"),
     superres_factor: int = typer.Option(2, help="--task superres: the upsampling factor"),
+    text_noise: float = typer.Option(0.3, help="--cond text: conditioning augmentation (noise on text embeddings), 0 = off"),
     out: Optional[str] = typer.Option(None, help="run directory (default runs/<data>)"),
     steps: Optional[int] = typer.Option(None, help="training steps (total, also across --resume)"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes (total, also across --resume)"),
@@ -88,7 +89,7 @@ def train(
 
     overrides = {} if dropout is None else {"dropout": dropout}
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
-    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, out=out, preset=preset, net_overrides=overrides, param=param,
+    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, preset=preset, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
                       warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, steps=steps, minutes=minutes,

@@ -27,6 +27,21 @@ def text_null(cond: TextCond) -> TextCond:
     return {**cond, "drop": torch.ones_like(cond["drop"])}
 
 
+def augment(cond: TextCond, scale: float, generator: torch.Generator | None = None) -> TextCond:
+    """Conditioning augmentation for training (after Zhang et al. 2017, "StackGAN", Sec. 3.1): jitter the text
+    embedding so that the model sees a neighbourhood of each caption, not a point, and maps unseen wordings near
+    it smoothly. The pooled (unit) embedding gets isotropic noise of expected norm ``scale`` and is renormalised;
+    token states get noise of ``scale`` times their RMS. ``scale = 0`` is off."""
+    if scale <= 0:
+        return cond
+    pooled, tokens = cond["pooled"], cond["tokens"]
+    d = pooled.shape[-1]
+    noisy = pooled + scale / d**0.5 * torch.randn(pooled.shape, generator=generator)
+    rms = tokens.pow(2).mean(-1, keepdim=True).sqrt()  # [B, L, 1]
+    tok = tokens + scale * rms * torch.randn(tokens.shape, generator=generator)
+    return {**cond, "pooled": torch.nn.functional.normalize(noisy, dim=-1), "tokens": tok}
+
+
 def index_cond(cond: Any, idx: Any) -> Any:
     """cond[idx] for a tensor, a text-condition dict or None."""
     if cond is None:

@@ -20,6 +20,7 @@ class TrainConfig:
     task: str = "generate"  # generate | superres
     captions: str | None = None  # text models on image folders: CSV/JSONL of file,text
     text_encoder: str = "minilm"
+    text_noise: float = 0.3  # conditioning augmentation of text embeddings (text/bank.py: augment)
     superres_factor: int = 2
     out: str = "runs/digits"
     preset: str | None = None  # U-Net width/depth preset
@@ -86,6 +87,7 @@ class TrainConfig:
             (self.batch_size is not None and self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
             (self.lr is not None and self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 <= self.label_dropout < 1, f"--label-dropout must be in [0, 1), got {self.label_dropout}"),
+            (self.text_noise >= 0, f"--text-noise must be >= 0, got {self.text_noise}"),
             (self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
             (self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
             (self.ema_halflife_kimg is not None and self.ema_halflife_kimg >= 0, f"--ema-kimg must be >= 0, got {self.ema_halflife_kimg}"),

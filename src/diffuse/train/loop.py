@@ -30,7 +30,7 @@ from ..images import save_grid
 from ..losses import denoising_loss
 from ..model import RUN_FORMAT, ModelConfig, build_denoiser, read_run_config
 from ..nets import preset
-from ..text.bank import cond_to, index_cond, training_text
+from ..text.bank import augment, cond_to, index_cond, training_text
 from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .config import TrainConfig
@@ -203,7 +203,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
             if text is not None:
                 bank, choices, group = text
                 ids = choices.sample(group[batch_index(len(ds), b, step, cfg.seed)], g)
-                cond = cond_to(index_cond(bank.cond(ids, torch.rand(b, generator=g) < cfg.label_dropout), slice(lo, hi)), device)
+                tc = augment(bank.cond(ids, torch.rand(b, generator=g) < cfg.label_dropout), cfg.text_noise, g)
+                cond = cond_to(index_cond(tc, slice(lo, hi)), device)
             if cfg.task == "superres":
                 cond = {"lowres": F.avg_pool2d(x0[lo:hi], cfg.superres_factor).to(device)}
             x0 = x0[lo:hi].to(device).contiguous(memory_format=torch.channels_last)  # [B/world, C, H, W]
