@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=Path, default=ROOT / "benchmarks" / "prompts" / "fmnist_heldout.tsv")
     ap.add_argument("--per-prompt", type=int, default=20)
     ap.add_argument("--guidance", default="0,1,1.5,2,3,5")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=SampleConfig().steps)
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
 

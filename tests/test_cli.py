@@ -127,16 +127,17 @@ def test_eval_kid_pr_bpd(run, tmp_path):
 
 
 def test_bench_quality_and_its_plot(run, tmp_path):
-    r = diffuse("bench", "quality", run, "--n", "60", "--samplers", "ddim,heun", "--nfe", "3,9", "--json")
+    r = diffuse("bench", "quality", run, "--n", "60", "--samplers", "ddim,heun", "--nfe", "4,10", "--json")
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert [(x["sampler"], x["nfe"]) for x in res["rows"]] == [("ddim", 3), ("ddim", 9), ("heun", 3), ("heun", 9)]
+    assert [(x["sampler"], x["nfe"]) for x in res["rows"]] == [("ddim", 4), ("ddim", 10), ("heun", 3), ("heun", 9)]
     assert all(x["fid"] > 0 for x in res["rows"])
     by = {(x["sampler"], x["nfe"]): x["fid"] for x in res["rows"]}
-    assert by[("ddim", 9)] < by[("ddim", 3)]  # more steps, better samples
-    assert res["summary"]["few_nfe"] == 9
+    assert by[("ddim", 10)] < by[("ddim", 4)]  # more steps, better samples
+    best = min((x for x in res["rows"] if x["target_nfe"] == 10), key=lambda x: x["fid"])
+    assert res["summary"]["best_sampler_at_few_nfe"] == best["sampler"] and res["summary"]["fid_few"] == best["fid"]
     assert json.loads((run / "quality.json").read_text())["rows"] == res["rows"]
     assert (run / "plots" / "fid_vs_nfe.png").stat().st_size > 10_000
-    diffuse("plot", run, "--out", tmp_path / "t.png")
-    assert (tmp_path / "t_fid_vs_nfe.png").is_file()
+    diffuse("plot", run, "--out", tmp_path / "t.png", "--samples", "3")
+    assert (tmp_path / "t_fid_vs_nfe.png").is_file() and (tmp_path / "t_samples.png").stat().st_size > 5_000
     one_line_error(diffuse("bench", "quality", run, "--samplers", "nope", check=False), "unknown sampler")
     one_line_error(diffuse("bench", "quality", run, "--nfe", "5,x", check=False), "--nfe")

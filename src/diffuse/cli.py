@@ -41,7 +41,7 @@ class _bar:
 
 # Sampling flags shared by sample, eval and synth (one definition each).
 _SAMPLER = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m")
-_STEPS = typer.Option(20, help="sampler steps (heun costs 2 evaluations per step)")
+_STEPS = typer.Option(10, help="sampler steps (heun costs 2 evaluations per step)")
 _SCHEDULE = typer.Option("karras", help="karras (no wasted step at sigma_min) | edm (Karras Eq. 5 exactly) | vp (DDPM timesteps)")
 _GUIDANCE = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default: 3 for conditional models)")
 _SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i)")
@@ -313,11 +313,18 @@ def synth(
 
 @app.command()
 def plot(run: Path = typer.Argument(..., help="run directory"),
-         out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/plots/training.png)")) -> None:
-    """Loss, learning-rate and img/s curves from RUN/metrics.jsonl as a PNG; FID vs NFE too once `bench quality` ran."""
-    from .plots import plot_quality, plot_training
+         out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/plots/training.png)"),
+         samples: int = typer.Option(0, help="also a titled sample grid with this many images per row (RUN/plots/samples.png)"),
+         device: str = _DEVICE) -> None:
+    """Loss, learning-rate and img/s curves from RUN/metrics.jsonl as a PNG; FID vs NFE too once `bench quality` ran;
+    a sample grid with --samples."""
+    from .plots import plot_quality, plot_samples, plot_training
 
     typer.echo(f"wrote {plot_training(run, out)}")
+    if samples < 0:
+        raise UserError(f"--samples must be >= 0, got {samples}")
+    if samples:
+        typer.echo(f"wrote {plot_samples(run, samples, out.with_name(out.stem + '_samples.png') if out else None, str(_device(device)))}")
     if (run / "quality.json").is_file():
         typer.echo(f"wrote {plot_quality(run, out.with_name(out.stem + '_fid_vs_nfe.png') if out else None)}")
 

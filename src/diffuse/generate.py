@@ -32,8 +32,10 @@ class SampleConfig:
     schedules.karras_sampling_sigmas), ``edm`` (Karras et al. Eq. 5 exactly, ending at sigma_min) or ``vp`` (the DDPM training timesteps,
     ``spacing`` leading / trailing / linspace)."""
 
+    # from `diffuse bench quality` on the 10-minute Fashion-MNIST model (README, "Sampler quality"): DPM-Solver++(2M)
+    # at 10 steps scored FID 1.50, against 1.56 at 250 steps, with the karras schedule below
     sampler: str = "dpmpp_2m"
-    steps: int = 20
+    steps: int = 10
     schedule: str = "karras"
     spacing: str = "leading"
     guidance: float | None = None  # None: DEFAULT_GUIDANCE for conditional models, 1 (none) otherwise

@@ -92,3 +92,62 @@ def plot_quality(run: Path, out: Path | None = None) -> Path:
     out = Path(out) if out else Path(run) / "plots" / "fid_vs_nfe.png"
     atomic_write_bytes(out, buf.getvalue())
     return out
+
+
+def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device: str = "cpu") -> Path:
+    """A titled sample grid (default sampler): one row per class or class prompt, or n_per_row^2 unconditional
+    samples; super-resolution models upsample the first test images, shown under their low-res inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .data import load_dataset, to_model_space
+    from .generate import SampleConfig, generate, prompt_cond
+    from .metrics import class_prompts
+    from .model import load_model
+
+    model, mcfg = load_model(Path(run), device)
+    cfg = SampleConfig()
+    if mcfg.task == "superres":
+        import torch.nn.functional as F
+
+        from .editing import superres
+
+        x = to_model_space(load_dataset(mcfg.data, "test", mcfg.data_dir).images[:n_per_row])
+        lr = F.avg_pool2d(x, mcfg.net.lowres_factor)
+        hi = superres(model, lr, cfg)
+        up = ((F.interpolate(lr, scale_factor=mcfg.net.lowres_factor) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        rows, names = [up, hi], ["low-res input", "super-resolved"]
+    elif mcfg.conditional:
+        names = [p for p, _ in class_prompts(mcfg)] if mcfg.cond == "text" else mcfg.class_names
+        n = n_per_row * len(names)
+        if mcfg.cond == "text":
+            text, _ = prompt_cond(names, n, mcfg.text_encoder)
+            imgs = generate(model, n, cfg, text=text)
+        else:
+            imgs = generate(model, n, cfg, torch.arange(n) % len(names))
+        rows = [imgs[i :: len(names)] for i in range(len(names))]
+    else:
+        imgs = generate(model, n_per_row * n_per_row, cfg)
+        rows, names = [imgs[i * n_per_row : (i + 1) * n_per_row] for i in range(n_per_row)], [""] * n_per_row
+    fig, axes = plt.subplots(len(rows), n_per_row, figsize=(n_per_row * 0.8 + 2.2, len(rows) * 0.8), squeeze=False)
+    for r, (row, name) in enumerate(zip(rows, names)):
+        for c in range(n_per_row):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            for sp in ax.spines.values():
+                sp.set_visible(False)
+            if c < len(row):
+                im = row[c].permute(1, 2, 0).numpy()
+                ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"{Path(run).name}: {cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance_for(mcfg.conditional)}", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    out = Path(out) if out else Path(run) / "plots" / "samples.png"
+    atomic_write_bytes(out, buf.getvalue())
+    return out
