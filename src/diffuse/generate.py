@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # Default classifier-free guidance for conditional models, chosen from a sweep on the Fashion-MNIST recipe
 # (see README, Benchmarks): it raised label accuracy and lowered FID there.
 DEFAULT_GUIDANCE = 3.0
+# Text models: the guidance sweep of benchmarks/text_adherence.py (held-out prompts, w in 0..5) had both the
+# best adherence and the best FID at w = 5 (README, Text-to-image).
+DEFAULT_TEXT_GUIDANCE = 5.0
 
 
 @dataclass
@@ -60,11 +63,13 @@ class SampleConfig:
         if self.guidance is not None and self.guidance < 0:
             raise UserError(f"--guidance must be >= 0, got {self.guidance}")
 
-    def guidance_for(self, conditional: int | bool) -> float:
-        """The guidance strength actually used for a conditional (labels or text) or unconditional model."""
+    def guidance_for(self, conditional: int | bool, text: bool = False) -> float:
+        """The guidance strength actually used for a conditional (labels, or ``text``) or unconditional model."""
         if self.guidance is not None:
             return self.guidance
-        return DEFAULT_GUIDANCE if conditional else 1.0
+        if not conditional:
+            return 1.0
+        return DEFAULT_TEXT_GUIDANCE if text else DEFAULT_GUIDANCE
 
 
 def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
@@ -148,7 +153,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         sigmas = edit.trim(sigmas)
     denoiser = model
     if text is not None:
-        denoiser = cfg_wrap(model, cfg.guidance_for(True), text_null)
+        denoiser = cfg_wrap(model, cfg.guidance_for(True, text=True), text_null)
     elif num_classes:
         denoiser = cfg_wrap(model, cfg.guidance_for(True), class_null(num_classes))
     sampler = get_sampler(cfg.sampler)

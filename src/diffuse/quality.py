@@ -50,7 +50,7 @@ def quality_sweep(run: Path, n: int = 500, samplers: tuple[str, ...] = QUALITY_S
                    "label_accuracy": r.get("label_accuracy"), "seconds": time.monotonic() - t0}
             rows.append(row)
             log(f"{sampler:>9} {row['nfe']:>4} NFE: FID {row['fid']:.2f}")
-    res = {"run": str(run), "n": n, "guidance": SampleConfig(guidance=guidance).guidance_for(mcfg.conditional),
+    res = {"run": str(run), "n": n, "guidance": SampleConfig(guidance=guidance).guidance_for(mcfg.conditional, text=mcfg.cond == "text"),
            "seed": seed, "feature_net": r["feature_net"], "fid_real": r["fid_real"], "rows": rows, "summary": summarize(rows)}
     atomic_write_bytes(Path(run) / "quality.json", json.dumps(res, indent=1).encode())
     return res

@@ -76,7 +76,7 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     scfg.validate(True)
     out = Path(out)
     settings = {"run": str(Path(run).resolve()), "per_class": per_class, **asdict(scfg),
-                "guidance": scfg.guidance_for(True), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts}
+                "guidance": scfg.guidance_for(True, text=mcfg.cond == "text"), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts}
     settings.pop("batch_size"), settings.pop("precision")
     if (out / "synth.json").exists():
         old = read_json(out / "synth.json", "synth settings")

@@ -187,7 +187,7 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
         "classifier_test_accuracy": clf_acc,
         "sample_seconds": sample_seconds,
         **{f"sample_{k}": v for k, v in asdict(scfg).items() if k not in ("batch_size", "precision")},
-        "sample_guidance": scfg.guidance_for(bool(num_classes) or bool(prompts)),
+        "sample_guidance": scfg.guidance_for(bool(num_classes) or bool(prompts), text=bool(prompts)),
         "note": "FID and KID are biased at small n; compare runs at equal n and feature network, and against the *_real floors",
     }
     if "kid" in metrics:
