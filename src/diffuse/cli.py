@@ -241,34 +241,9 @@ def eval_(
     if json_out:
         typer.echo(json.dumps(res))
         return
-    _print_eval(res)
+    from .metrics.report import format_eval
 
-
-def _print_eval(res: dict) -> None:
-    if "fid" in res:
-        typer.echo(f"FID {res['fid']:.2f} at n={res['n']} (real training images at the same n: {res['fid_real']:.2f})")
-        if "kid" in res:
-            typer.echo(f"KID {res['kid']:.5f} +- {res['kid_std']:.5f} (real: {res['kid_real']:.5f})")
-        if "precision" in res:
-            typer.echo(f"precision {res['precision']:.3f}, recall {res['recall']:.3f} (real: {res['precision_real']:.3f}, "
-                       f"{res['recall_real']:.3f})")
-        typer.echo(f"  features: {res['feature_net']}; reference: {res['reference']}")
-        typer.echo(f"  domain classifier test accuracy: {res['classifier_test_accuracy']:.1%}")
-        if "label_accuracy" in res:
-            typer.echo(f"  label accuracy of samples: {res['label_accuracy']:.1%}")
-        typer.echo(f"  sampler {res['sample_sampler']}, {res['sample_steps']} steps, {res['sample_schedule']} schedule, "
-                   f"guidance {res['sample_guidance']}, seed {res['sample_seed']}; sampling took {res['sample_seconds']:.1f} s")
-        typer.echo(f"  note: {res['note']}")
-    if "cas_synthetic" in res:
-        typer.echo(f"CAS (Ravuri & Vinyals 2019), {res['cas_per_class']} images per class, same classifier and steps for each row:")
-        typer.echo(f"  trained on synthetic, tested on real: {res['cas_synthetic']:.1%}  (real, equal n: {res['cas_real_equal_n']:.1%}; "
-                   f"ratio {res['cas_ratio']:.2f})")
-        typer.echo(f"  {res['scarce_per_class']} real per class: {res['scarce_real']:.1%}; plus the synthetic set: "
-                   f"{res['scarce_real_plus_synthetic']:.1%}")
-    if "bpd_vlb" in res:
-        typer.echo(f"bits/dim on {res['bpd_n']} test images: VLB {res['bpd_vlb']:.3f} +- {res['bpd_vlb_sem']:.3f} "
-                   f"({res['bpd_vlb_steps']} steps, an upper bound); probability-flow ODE {res['bpd_ode']:.3f} +- "
-                   f"{res['bpd_ode_sem']:.3f} ({res['bpd_ode_steps']} Heun steps, Hutchinson, dequantized)")
+    typer.echo(format_eval(res))
 
 
 def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:

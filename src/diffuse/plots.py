@@ -10,6 +10,17 @@ from .checkpoint import atomic_write_bytes
 from .errors import UserError
 
 
+def _save(fig, out: Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
 def read_metrics(run: Path) -> list[dict]:
     """The per-step records of metrics.jsonl (event lines skipped, a torn last line ignored)."""
     path = Path(run) / "metrics.jsonl"
@@ -54,12 +65,7 @@ def plot_training(run: Path, out: Path | None = None) -> Path:
         a.set_xlabel("step")
         a.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    out = Path(out) if out else Path(run) / "plots" / "training.png"
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return _save(fig, Path(out) if out else Path(run) / "plots" / "training.png", dpi=110)
 
 
 def plot_quality(run: Path, out: Path | None = None) -> Path:
@@ -86,12 +92,7 @@ def plot_quality(run: Path, out: Path | None = None) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    out = Path(out) if out else Path(run) / "plots" / "fid_vs_nfe.png"
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return _save(fig, Path(out) if out else Path(run) / "plots" / "fid_vs_nfe.png", dpi=110)
 
 
 def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device: str = "cpu") -> Path:
@@ -145,9 +146,4 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(f"{Path(run).name}: {cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance_for(mcfg.conditional, text=mcfg.cond == 'text')}", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    out = Path(out) if out else Path(run) / "plots" / "samples.png"
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return _save(fig, Path(out) if out else Path(run) / "plots" / "samples.png", dpi=100)
