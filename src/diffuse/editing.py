@@ -120,7 +120,7 @@ def superres(model: Any, lowres: torch.Tensor, cfg: Any, consistency: bool = Tru
     if tuple(lowres.shape[-2:]) != (size // f, size // f) or lowres.shape[1] != model.net.cfg.out_channels:
         raise UserError(f"this model upsamples {model.net.cfg.out_channels}x{size // f}x{size // f} images by {f}; "
                         f"got {tuple(lowres.shape[1:])}")
-    from .generate import autocast, sigma_schedule, use_bf16
+    from .generate import autocast, initial_noise, sigma_schedule, use_bf16
 
     device = next(model.parameters()).device
     sigmas = sigma_schedule(model, cfg)
@@ -129,8 +129,7 @@ def superres(model: Any, lowres: torch.Tensor, cfg: Any, consistency: bool = Tru
     out = []
     for start in range(0, len(lowres), cfg.batch_size):
         lr = lowres[start : start + cfg.batch_size].to(device)
-        z = torch.stack([torch.randn(lr.shape[1], size, size, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + start + i))
-                         for i in range(len(lr))]).to(device)
+        z = initial_noise(cfg.seed, start, len(lr), (lr.shape[1], size, size)).to(device)
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
         with autocast(device, use_bf16(cfg.precision, device)):
             x = sampler(den, z * float(sigmas[0]), sigmas, cond={"lowres": lr}, generator=gen)

@@ -116,6 +116,11 @@ def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm") -> tuple[di
     return bank.cond(bank.index([prompts[i] for i in which.tolist()])), which
 
 
+def initial_noise(seed: int, first: int, n: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Starting noise of images first .. first + n - 1: image i from its own generator seeded by (seed, i)."""
+    return torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + first + i)) for i in range(n)])
+
+
 def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> torch.Tensor | None:
     """Labels for n samples: all ``label``, or i mod num_classes; None for an unconditional model."""
     if num_classes == 0:
@@ -162,8 +167,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)
         first = offset + start
-        z = torch.stack([torch.randn(c, h, w, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + first + i))
-                         for i in range(b)]).to(device)  # [b, C, H, W]
+        z = initial_noise(cfg.seed, first, b, (c, h, w)).to(device)  # [b, C, H, W]
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
         rows = slice(start, start + b)
         cond = cond_to(index_cond(text if text is not None else labels, rows), device)
