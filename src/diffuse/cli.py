@@ -62,7 +62,10 @@ def train(
     out: Optional[str] = typer.Option(None, help="run directory (default runs/<data>)"),
     steps: Optional[int] = typer.Option(None, help="training steps (total, also across --resume)"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes (total, also across --resume)"),
-    preset: Optional[str] = typer.Option(None, help="U-Net width/depth preset: tiny | fmnist | small | base | large"),
+    model: str = typer.Option("unet", help="denoiser network: unet | dit (Diffusion Transformer)"),
+    preset: Optional[str] = typer.Option(None, help="size preset; U-Net: tiny | fmnist | small | base | large, DiT: tiny | fmnist | S | B"),
+    latent: Optional[str] = typer.Option(None, help="latent diffusion: an autoencoder directory from `diffuse train-autoencoder`"),
+    image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
     param: str = typer.Option("edm", help="parameterization: edm | eps | v | x0"),
     weighting: Optional[str] = typer.Option(None, help="loss weighting: edm | eps | min_snr | v | x0 (default: natural for --param)"),
     sigma_density: Optional[str] = typer.Option(None, help="training noise levels: lognormal (EDM) | vp (uniform DDPM t)"),
@@ -73,7 +76,7 @@ def train(
     warmup_steps: int = typer.Option(200, help="linear learning-rate warm-up steps"),
     ema_kimg: Optional[float] = typer.Option(None, help="EMA half-life in thousands of images"),
     label_dropout: float = typer.Option(0.1, help="probability of the null label or caption (classifier-free guidance)"),
-    dropout: Optional[float] = typer.Option(None, help="U-Net dropout (default from the preset)"),
+    dropout: Optional[float] = typer.Option(None, help="network dropout (default from the preset)"),
     flip: bool = typer.Option(False, help="random horizontal flips"),
     precision: str = typer.Option("auto", help="auto | bf16 | fp32 (auto: bf16 on GPUs and AMX CPUs)"),
     seed: int = typer.Option(0),
@@ -89,7 +92,7 @@ def train(
 
     overrides = {} if dropout is None else {"dropout": dropout}
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
-    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, preset=preset, net_overrides=overrides, param=param,
+    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, image_size=image_size, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
                       warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, steps=steps, minutes=minutes,
@@ -350,6 +353,9 @@ def bench_throughput(
             raise UserError("diffusers is not installed: pip install -e '.[bench]', or pass --no-peer") from None
     res = bench.run_all(models, log=lambda m: typer.echo(m, err=True), device=str(_device(device)))
     typer.echo(json.dumps(res) if json_out else bench.table(res))
+
+
+from . import cli_autoencoder  # noqa: E402,F401  (registers `diffuse train-autoencoder` on app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,6 +50,7 @@ class Edit:
     strength: float = 1.0
     mask: torch.Tensor | None = None
     resample: int = 1
+    pixels: tuple | None = None  # latent models: (init, mask) in pixel space, for the composite in ``finish``
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -63,6 +64,24 @@ class Edit:
             self.mask = (self.mask > 0.5).to(self.init.dtype)
         elif self.resample > 1:
             raise UserError("--resample needs --mask (it is RePaint's inpainting schedule)")
+
+    def in_latent_space(self, codec: Any) -> "Edit":
+        """This edit for a latent model (autoencoder.LatentCodec): the init encoded to its latent; the mask shrunk
+        to the latent grid, keeping only latent cells whose pixels are all known, so generated latents may
+        overlap the known border (blended latent diffusion, Avrahami et al. 2023, Sec. 3); ``finish`` pastes
+        the known pixels back after decoding."""
+        z = codec.encode(self.init)  # [N, c, h, w]
+        m = None
+        if self.mask is not None:
+            m = (F.interpolate(self.mask.amin(1, keepdim=True), size=z.shape[-2:], mode="area") > 0.999).to(z.dtype)
+        return Edit(z, self.strength, m, self.resample, pixels=(self.init, self.mask))
+
+    def finish(self, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Decoded images [B, C, H, W] of a latent edit with the known pixels of the mask put back."""
+        if self.pixels is None or self.pixels[1] is None:
+            return x
+        init, mask = (self._rows(t, rows, x.device).to(x.dtype) for t in self.pixels)
+        return mask * init + (1 - mask) * x
 
     def trim(self, sigmas: torch.Tensor) -> torch.Tensor:
         """The tail of the schedule that ``strength`` leaves (a lone final 0 when strength is 0)."""

@@ -154,8 +154,11 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     device = next(model.parameters()).device
     c, h, w = shape or (model.net.cfg.out_channels, model.net.cfg.image_size, model.net.cfg.image_size)
     sigmas = sigma_schedule(model, cfg)
+    codec = getattr(model, "codec", None)  # latent models (model.attach_codec): sample latents, decode them
     if edit is not None:
         sigmas = edit.trim(sigmas)
+        if codec is not None:
+            edit = edit.in_latent_space(codec)
     denoiser = model
     if text is not None:
         denoiser = cfg_wrap(model, cfg.guidance_for(True, text=True), text_null)
@@ -177,6 +180,8 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
                 x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen, **extra)
             else:
                 x = edit.run(sampler, denoiser, z, sigmas, rows, cond=cond, generator=gen, **extra)
+        if codec is not None:
+            x = codec.decode(x) if edit is None else edit.finish(codec.decode(x), rows)
         out.append(to_uint8(x).cpu())
         if progress is not None:
             progress(b)

@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import load_into, load_tensors, read_json
 from .errors import UserError
-from .nets import UNet, UNetConfig
+from .nets import ARCHS, DiT, DiTConfig, UNet, UNetConfig
 from .precond import Precond, PrecondConfig
 
 RUN_FORMAT = "diffuse-run/1"
@@ -29,7 +29,7 @@ _LATER_NET_FIELDS = {"text_dim": 0, "lowres_factor": 0}
 class ModelConfig:
     """Everything needed to rebuild a denoiser and interpret its inputs and outputs."""
 
-    net: UNetConfig = field(default_factory=UNetConfig)
+    net: UNetConfig | DiTConfig = field(default_factory=UNetConfig)
     precond: PrecondConfig = field(default_factory=PrecondConfig)
     arch: str = "unet"
     cond: str = "none"  # none | class | text
@@ -38,6 +38,9 @@ class ModelConfig:
     text_encoder: str = "minilm"
     data: str = "digits"
     data_dir: str | None = None
+    image_size: int | None = None  # the data was resized to this size for training
+    # latent diffusion: {"fingerprint", "image_shape": [C, H, W], "source"} of the autoencoder copied to RUN/autoencoder/
+    latent: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -50,7 +53,14 @@ class ModelConfig:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of generated images."""
+        """(C, H, W) of generated images (decoded ones, for a latent model)."""
+        if self.latent is not None:
+            return tuple(self.latent["image_shape"])  # type: ignore[return-value]
+        return (self.net.out_channels, self.net.image_size, self.net.image_size)
+
+    @property
+    def net_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) the network itself works on: latents for a latent model, else the images."""
         return (self.net.out_channels, self.net.image_size, self.net.image_size)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,23 +70,25 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         try:
             d = dict(d)
-            net, pre = UNetConfig(**d.pop("net")), PrecondConfig(**d.pop("precond"))
+            net_cls = DiTConfig if d.get("arch") == "dit" else UNetConfig
+            net, pre = net_cls(**d.pop("net")), PrecondConfig(**d.pop("precond"))
             return cls(net=net, precond=pre, **d)
         except (TypeError, KeyError, ValueError) as e:
             raise UserError(f"model config is not one this version understands ({e})") from None
 
     def fingerprint(self) -> str:
         """A short hash of the architecture, stored in weight files to catch a checkpoint from another model."""
-        net = {k: v for k, v in asdict(self.net).items() if not (k in _LATER_NET_FIELDS and v == _LATER_NET_FIELDS[k])}
+        later = _LATER_NET_FIELDS if self.arch == "unet" else {}
+        net = {k: v for k, v in asdict(self.net).items() if not (k in later and v == later[k])}
         arch = {"arch": self.arch, "net": net, "precond": asdict(self.precond)}
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_denoiser(cfg: ModelConfig) -> Precond:
     """The network wrapped in its preconditioning: a module implementing D(x, sigma, cond) -> x0_hat."""
-    if cfg.arch != "unet":
-        raise UserError(f"unknown model architecture {cfg.arch!r}; this version has: unet")
-    return Precond(UNet(cfg.net), cfg.precond)
+    if cfg.arch not in ARCHS:
+        raise UserError(f"unknown model architecture {cfg.arch!r}; this version has: {', '.join(ARCHS)}")
+    return Precond(DiT(cfg.net) if cfg.arch == "dit" else UNet(cfg.net), cfg.precond)
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
@@ -99,4 +111,25 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Preco
         raise UserError(f"{run_dir / 'model.safetensors'} was saved by a different model than {run_dir / 'config.json'} describes")
     model = build_denoiser(cfg)
     load_into(model.net, tensors, run_dir / "model.safetensors")
-    return model.to(device).eval().requires_grad_(False), cfg
+    model = model.to(device).eval().requires_grad_(False)
+    if cfg.latent is not None:
+        attach_codec(model, run_codec(run_dir, cfg, device))
+    return model, cfg
+
+
+def run_codec(run_dir: Path, cfg: ModelConfig, device: str | torch.device = "cpu"):
+    """The autoencoder a latent run was trained with (RUN/autoencoder/), checked against the run's record."""
+    from .autoencoder import load_codec
+
+    codec = load_codec(Path(run_dir) / "autoencoder", device)
+    if codec.fingerprint != cfg.latent["fingerprint"] or tuple(codec.latent_shape) != cfg.net_shape:
+        raise UserError(f"{Path(run_dir) / 'autoencoder'} is not the autoencoder this run was trained with "
+                        f"(latent {tuple(codec.latent_shape)} vs the model's {cfg.net_shape})")
+    return codec
+
+
+def attach_codec(model: Precond, codec) -> Precond:
+    """Give a latent denoiser its autoencoder: ``generate`` then decodes samples and encodes img2img inputs.
+    A plain attribute, not a sub-module, so the denoiser's parameters and state dict stay the network's."""
+    model.__dict__["codec"] = codec
+    return model

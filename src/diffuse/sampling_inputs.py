@@ -86,7 +86,7 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         prompts = prompts + [line.strip() for line in Path(prompts_file).read_text().splitlines() if line.strip()]
         if not prompts:
             raise UserError(f"{prompts_file} holds no prompts")
-    c_img, size = mcfg.net.out_channels, mcfg.net.image_size
+    c_img, size = mcfg.image_shape[0], mcfg.image_shape[-1]
     if prompts and mcfg.cond != "text":
         raise UserError(f"--prompt needs a text-conditional model (train with --cond text); this one is cond={mcfg.cond}")
     if label is not None and mcfg.cond == "text":

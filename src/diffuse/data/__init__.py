@@ -51,6 +51,21 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> uint8 [N, C, size, size] (bilinear with antialiasing; unchanged when already that size)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    import torch.nn.functional as F
+
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def resize_dataset(ds: ImageDataset, size: int) -> ImageDataset:
+    """The dataset with every image resized to size x size (e.g. Fashion-MNIST at 64x64)."""
+    return ImageDataset(resize_images(ds.images, size), ds.labels, ds.class_names, f"{ds.name}@{size}", ds.files)
+
+
 def holdout_split(ds: ImageDataset, split: str) -> ImageDataset:
     """Deterministic split of a source without its own test set: every 10th item is ``test``."""
     idx = torch.arange(len(ds))

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from ..checkpoint import load_tensors, save_tensors
-from ..data import ImageDataset, load_dataset, to_model_space
+from ..data import ImageDataset, load_dataset, resize_images, to_model_space
 from ..errors import UserError
 from ..generate import SampleConfig, generate, round_robin_labels
 from ..model import load_model
@@ -79,6 +79,9 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
         res.update(cas(model, mcfg.num_classes, train, test, cas_per_class, min(100, cas_per_class), scfg or SampleConfig(),
                        steps=cas_steps, log=log))
     if "bpd" in metrics:
+        if mcfg.latent is not None or mcfg.image_size:
+            raise UserError("--metrics bpd is the likelihood of pixels at the data's own size; this model runs on "
+                            + ("autoencoder latents" if mcfg.latent is not None else f"data resized to {mcfg.image_size}"))
         res.update(bits_per_dim(model, test, bpd_n, vlb_steps, ode_steps, log, prompts=prompts, text_encoder=mcfg.text_encoder))
     return res
 
@@ -174,7 +177,8 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
     t0 = time.monotonic()
     images = generate(model, n, scfg, None if prompts else labels, progress, shape=shape, num_classes=num_classes, text=text)
     sample_seconds = time.monotonic() - t0
-    feats, pred = (featurize(images), None) if inception is not None else predict(clf, images)
+    native = resize_images(images, test.shape[-1])  # a model trained on resized data is scored at the data's own size
+    feats, pred = (featurize(native), None) if inception is not None else predict(clf, native)
     ref = reference_features(fkey, test, featurize)
     real_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
     real_feats = featurize(train.images[real_idx])
@@ -201,7 +205,7 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
         out["precision_real"], out["recall_real"] = precision_recall(ref_n, real_feats)
     if labels is not None and "acc" in metrics:
         if pred is None:
-            _, pred = predict(clf, images)
+            _, pred = predict(clf, native)
         out["label_accuracy"] = float((pred == labels).float().mean())
     out["images"] = images  # uint8 [n, C, H, W], for grids; dropped by the CLI's JSON
     out["labels"] = labels

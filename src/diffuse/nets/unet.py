@@ -8,12 +8,14 @@ sigma or of the parameterization: that lives in ``precond.py``.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .common import lowres_input, positional_embedding, text_with_null
+from .common import zero_init as _zero
 
 
 @dataclass
@@ -71,20 +73,6 @@ def preset(name: str, **overrides) -> UNetConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown U-Net preset {name!r}; choose one of {', '.join(PRESETS)}")
     return UNetConfig(**{**PRESETS[name], **overrides})
-
-
-def positional_embedding(c: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding (Vaswani et al. 2017, Sec. 3.5) of a scalar per example: [B] -> [B, dim]."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=c.device, dtype=torch.float32) / half)  # [half]
-    args = c.float()[:, None] * freqs[None]  # [B, half]
-    return torch.cat([args.cos(), args.sin()], dim=1)
-
-
-def _zero(m: nn.Module) -> nn.Module:
-    for p in m.parameters():
-        nn.init.zeros_(p)
-    return m
 
 
 class ResBlock(nn.Module):
@@ -203,34 +191,17 @@ class UNet(nn.Module):
                 block.append(CrossAttention(c_out, self.cfg.text_dim, self.cfg.head_dim, self.cfg.groups))
         return block
 
-    def _text(self, cond: dict | None, b: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(tokens [B, L, D], mask [B, L], pooled [B, D]) with dropped rows (or no condition) replaced by the null text."""
-        if cond is None:
-            d = self.cfg.text_dim
-            cond = {"tokens": torch.zeros(b, 1, d, device=device), "mask": torch.ones(b, 1, dtype=torch.bool, device=device),
-                    "pooled": torch.zeros(b, d, device=device), "drop": torch.ones(b, dtype=torch.bool, device=device)}
-        drop = cond["drop"][:, None]  # [B, 1]
-        tokens = torch.where(drop[..., None], self.null_token.to(cond["tokens"].dtype), cond["tokens"])
-        first = torch.zeros_like(cond["mask"])
-        first[:, 0] = True
-        mask = torch.where(drop, first, cond["mask"])  # the null text: one learned token
-        pooled = torch.where(drop, self.null_pooled.to(cond["pooled"].dtype), cond["pooled"])
-        return tokens, mask, pooled
-
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | dict | None = None) -> torch.Tensor:
         """x [B, C, H, W], c_noise [B], cond: labels [B] int64 (index num_classes = null), a text condition dict
         (text/bank.py) or None -> [B, C_out, H, W]."""
         emb = self.noise_mlp(positional_embedding(c_noise, self.cfg.channels))  # [B, E]
         ctx = None
         if self.cfg.lowres_factor:
-            if not isinstance(cond, dict) or "lowres" not in cond:
-                raise ValueError("this U-Net is a super-resolution model: pass {'lowres': images}")
-            lr = F.interpolate(cond["lowres"].to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
-            x = torch.cat([x, lr], 1)  # [B, 2C, H, W]
+            x = lowres_input(x, cond, "U-Net")  # [B, 2C, H, W]
         if self.cfg.text_dim:
             if cond is not None and not isinstance(cond, dict):
                 raise ValueError("this U-Net is text-conditional: pass a text condition, not labels")
-            tokens, mask, pooled = self._text(cond, x.shape[0], x.device)
+            tokens, mask, pooled = text_with_null(cond, self.null_token, self.null_pooled, x.shape[0], x.device)
             emb = emb + self.text_pool(pooled)
             ctx = (tokens, mask)
         labels = cond if not isinstance(cond, dict) else None

@@ -23,7 +23,10 @@ class TrainConfig:
     text_noise: float = 0.3  # conditioning augmentation of text embeddings (text/bank.py: augment)
     superres_factor: int = 2
     out: str = "runs/digits"
-    preset: str | None = None  # U-Net width/depth preset
+    arch: str = "unet"  # unet | dit
+    preset: str | None = None  # width/depth preset of the U-Net (nets/unet.py) or DiT (nets/dit.py)
+    image_size: int | None = None  # resize the data to this size first (e.g. 64)
+    latent: str | None = None  # an autoencoder directory (diffuse train-autoencoder): train on its latents
     net_overrides: dict[str, Any] = field(default_factory=dict)
     # objective
     param: str = "edm"  # edm | eps | v | x0
@@ -61,8 +64,11 @@ class TrainConfig:
         """A copy with the recipe defaults filled in and every value checked (one-line errors)."""
         c = TrainConfig(**asdict(self))
         recipe = RECIPES.get(c.data, RECIPES["_default"])
+        if c.arch == "dit":  # transformers want a lower learning rate than the U-Net recipe's
+            c.preset = c.preset or recipe["dit_preset"]
+            c.lr = c.lr or recipe["dit_lr"]
         for k, v in recipe.items():
-            if k != "default_steps" and getattr(c, k) is None:
+            if k not in ("default_steps", "dit_preset", "dit_lr") and getattr(c, k) is None:
                 setattr(c, k, v)
         c.weighting = c.weighting or {"edm": "edm", "eps": "eps", "v": "v", "x0": "x0"}[c.param] if c.param in PARAMETERIZATIONS else None
         c.sigma_density = c.sigma_density or ("lognormal" if c.param == "edm" else "vp")
@@ -78,6 +84,10 @@ class TrainConfig:
             (self.sigma_density in ("lognormal", "vp"), f"--sigma-density must be lognormal or vp, got {self.sigma_density!r}"),
             (self.beta_schedule in ("linear", "cosine", "sigmoid"), f"--beta-schedule must be linear, cosine or sigmoid, got {self.beta_schedule!r}"),
             (self.cond in ("none", "class", "text"), f"--cond must be none, class or text, got {self.cond!r}"),
+            (self.arch in ("unet", "dit"), f"--model must be unet or dit, got {self.arch!r}"),
+            (self.latent is None or self.task == "generate", "--latent is for --task generate (super-resolution runs on pixels)"),
+            (self.latent is None or not self.flip, "--flip is not available with --latent (latents are encoded once, unflipped)"),
+            (self.image_size is None or self.image_size >= 4, f"--image-size must be >= 4, got {self.image_size}"),
             (self.task in ("generate", "superres"), f"--task must be generate or superres, got {self.task!r}"),
             (self.superres_factor >= 2, f"--superres-factor must be >= 2, got {self.superres_factor}"),
             (self.task != "superres" or self.cond == "none", "--task superres is conditioned on the low-res image only: use --cond none"),
@@ -101,7 +111,7 @@ class TrainConfig:
 
 # Per-dataset defaults. The Fashion-MNIST recipe is the one benchmarks/fmnist_recipe.py measures.
 RECIPES: dict[str, dict[str, Any]] = {
-    "digits": dict(preset="tiny", batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=1500),
-    "fashion-mnist": dict(preset="fmnist", batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=20000),
-    "_default": dict(preset="base", batch_size=64, lr=1e-3, ema_halflife_kimg=50.0, default_steps=20000),
+    "digits": dict(preset="tiny", dit_preset="tiny", dit_lr=2e-3, batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=1500),
+    "fashion-mnist": dict(preset="fmnist", dit_preset="fmnist", dit_lr=1e-3, batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=20000),
+    "_default": dict(preset="base", dit_preset="S", dit_lr=2e-4, batch_size=64, lr=1e-3, ema_halflife_kimg=50.0, default_steps=20000),
 }

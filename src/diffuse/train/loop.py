@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +20,21 @@ import torch
 import torch.nn.functional as F
 
 from .. import schedules
-from ..checkpoint import load_into, load_tensors, save_tensors, write_json
-from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
+from ..checkpoint import atomic_write_bytes, load_into, load_tensors, save_tensors, write_json
+from ..data import ImageDataset, batch_index, get_batch, load_dataset, resize_dataset, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
 from ..guidance import drop_labels
 from ..images import save_grid
 from ..losses import denoising_loss
-from ..model import RUN_FORMAT, ModelConfig, build_denoiser, read_run_config
-from ..nets import preset
+from ..model import RUN_FORMAT, ModelConfig, attach_codec, build_denoiser, read_run_config
+from ..nets import dit_preset, preset
 from ..text.bank import augment, cond_to, index_cond, training_text
 from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
+from .stop import StopOnSignal
 
 
 @dataclass
@@ -47,8 +47,8 @@ class TrainResult:
     last_loss: float
 
 
-def model_config_for(cfg: TrainConfig, ds: ImageDataset) -> ModelConfig:
-    """The model a training config asks for, shaped to the dataset."""
+def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int, int, int] | None = None) -> ModelConfig:
+    """The model a training config asks for, shaped to the dataset (or to the autoencoder's latents)."""
     c, h, w = ds.shape
     if h != w:
         raise UserError(f"images must be square, got {h}x{w}")
@@ -59,22 +59,46 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset) -> ModelConfig:
     if cfg.task == "superres" and h % cfg.superres_factor:
         raise UserError(f"image size {h} is not divisible by --superres-factor {cfg.superres_factor}")
     names = ds.class_names if cfg.cond in ("class", "text") else []
-    extra = {}
+    extra: dict = {"num_classes": len(names) if cfg.cond == "class" else 0}
     if cfg.cond == "text":
         from ..text.encoder import encoder_dim
 
         extra["text_dim"] = encoder_dim(cfg.text_encoder)
     if cfg.task == "superres":
         extra["lowres_factor"] = cfg.superres_factor
-    lowest = h
-    for _ in range(2):
-        lowest = (lowest + 1) // 2
-    net = preset(cfg.preset or "base", image_size=h, in_channels=c, out_channels=c,
-                 num_classes=len(names) if cfg.cond == "class" else 0, attn_resolutions=(lowest,), **extra, **cfg.net_overrides)
+    net_c, size = (latent_shape[0], latent_shape[1]) if latent_shape else (c, h)
+    if latent_shape:
+        extra["patch_size"] = 1  # latents are already small: one token / pixel per latent position
+    extra.update(image_size=size, in_channels=net_c, out_channels=net_c, **cfg.net_overrides)
+    try:
+        if cfg.arch == "dit":
+            net = dit_preset(cfg.preset, **extra)
+        else:
+            lowest = size
+            for _ in range(2):
+                lowest = (lowest + 1) // 2
+            net = preset(cfg.preset or "base", attn_resolutions=(lowest,), **extra)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"bad --model {cfg.arch} settings: {e}") from None
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
                         beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr)  # type: ignore[arg-type]
-    return ModelConfig(net=net, precond=pre, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir,
-                       task=cfg.task, text_encoder=cfg.text_encoder)
+    latent = {"fingerprint": None, "image_shape": [c, h, w], "source": cfg.latent} if latent_shape else None
+    return ModelConfig(net=net, precond=pre, arch=cfg.arch, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir,
+                       task=cfg.task, text_encoder=cfg.text_encoder, image_size=cfg.image_size, latent=latent)
+
+
+def _codec(cfg: TrainConfig, ds: ImageDataset, resumed_run: Path | None, device: torch.device):
+    """The autoencoder of a latent run (the run's own copy when resuming), checked against the data; else None."""
+    if cfg.latent is None:
+        return None
+    from ..autoencoder import load_codec
+
+    codec = load_codec(resumed_run / "autoencoder" if resumed_run else Path(cfg.latent), device)
+    if tuple(codec.image_shape) != tuple(ds.shape):
+        c, h, w = codec.image_shape
+        raise UserError(f"the autoencoder {cfg.latent} takes {c}x{h}x{w} images, but {ds.name} has {'x'.join(map(str, ds.shape))}: "
+                        f"train one on this data (diffuse train-autoencoder), or match --image-size")
+    return codec
 
 
 def _sample_sigma(cfg: TrainConfig, abar: torch.Tensor, b: int, g: torch.Generator) -> torch.Tensor:
@@ -151,12 +175,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
     D.barrier(d)  # every rank has checked the run directory before rank 0 writes into it
     ds = load_dataset(cfg.data, "train", cfg.data_dir)
-    mcfg = model_config_for(cfg, ds)
+    if cfg.image_size:
+        ds = resize_dataset(ds, cfg.image_size)
+    codec = _codec(cfg, ds, run if resume else None, device)
+    mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None)
+    if codec is not None:
+        mcfg.latent["fingerprint"] = codec.fingerprint
+        lat = codec.posterior(to_model_space(ds.images))  # normalised posterior (mean, std) of every image, once
     if resume and ModelConfig.from_dict(saved["model"]).fingerprint() != mcfg.fingerprint():
         raise UserError(f"{run / 'config.json'} describes a different model than this version builds from it")
     torch.manual_seed(cfg.seed)
     model = build_denoiser(mcfg).to(device).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
+    if codec is not None:
+        attach_codec(ema, codec)  # the sample grids decode
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                             **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     step, nimg, seconds = 0, 0, 0.0
@@ -165,6 +197,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
         step, nimg, seconds = meta["step"], meta["nimg"], meta["seconds"]
     elif d.is_writer:
         run.mkdir(parents=True, exist_ok=True)
+        if codec is not None:  # the run directory carries its autoencoder, so it stays self-contained
+            for name in ("config.json", "model.safetensors"):
+                atomic_write_bytes(run / "autoencoder" / name, (Path(cfg.latent) / name).read_bytes())
         write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": cfg.to_dict()})
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if d.enabled else model
     bf16 = use_bf16(cfg.precision, device)
@@ -175,14 +210,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     grid_labels = round_robin_labels(10 * max(nc, 1) if nc else 64, nc)
     text = training_text(ds, cfg) if cfg.cond == "text" else None  # (bank, choices, group of each image)
     grid_extra = _grid_conditions(mcfg, ds, text)
-    stop = {"flag": False}
-
-    def on_signal(signum, frame):  # Ctrl-C / SIGTERM: finish the step, save, exit; a second Ctrl-C aborts at once
-        if stop["flag"] and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop["flag"] = True
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
+    stop = StopOnSignal().__enter__()  # Ctrl-C / SIGTERM: finish the step, save, exit
     t_start, loss_acc, n_acc, nan_streak, last_loss = time.monotonic() - seconds, 0.0, 0, 0, float("nan")
     t_log, nimg_log = time.monotonic(), nimg
     log = open(run / "metrics.jsonl", "a") if d.is_writer else None
@@ -192,10 +220,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
             elapsed = time.monotonic() - t_start
             if (cfg.steps is not None and step >= cfg.steps) or D.any_flag(d, cfg.minutes is not None and elapsed >= cfg.minutes * 60, device):
                 break
-            if D.any_flag(d, stop["flag"], device):
+            if D.any_flag(d, stop.requested, device):
                 interrupted = True
                 break
-            x0, labels = get_batch(ds, b, step, cfg.seed, cfg.flip)  # the global batch; this rank uses [lo:hi]
+            if codec is None:
+                x0, labels = get_batch(ds, b, step, cfg.seed, cfg.flip)  # the global batch; this rank uses [lo:hi]
+            else:  # a fresh posterior sample of each image's latent
+                idx = batch_index(len(ds), b, step, cfg.seed)
+                eps = torch.randn(lat[0][idx].shape, generator=step_generator(cfg.seed, step, stream=4))
+                x0, labels = lat[0][idx] + lat[1][idx] * eps, (ds.labels[idx] if ds.labels is not None else None)
             g = step_generator(cfg.seed, step, stream=3)
             sigma = _sample_sigma(cfg, abar, b, g)[lo:hi].to(device)  # [B/world]
             noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
@@ -253,8 +286,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     finally:
         if log is not None:
             log.close()
-        for s, h in old.items():
-            signal.signal(s, h)
+        stop.__exit__()
     seconds = time.monotonic() - t_start
     _save(run, model, ema, opt, step, nimg, seconds, mcfg, d)
     if d.is_writer:
@@ -305,9 +337,3 @@ def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None, extra
     n = len(labels) if labels is not None else 64
     imgs = generate(ema, n, SampleConfig(batch_size=n), labels)
     save_grid(run / "samples" / f"step_{step:07d}.png", imgs, labels)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

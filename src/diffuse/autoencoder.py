@@ -1,0 +1,245 @@
+"""A KL-regularised convolutional autoencoder and the latent codec that latent diffusion runs through
+(Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models", Sec. 3.1 and App. G).
+
+    AE/config.json        {"format", "model": AEConfig, "train": AETrainConfig, "latent": {"mean", "std"}, "eval": {...}}
+    AE/model.safetensors  weights, with the architecture fingerprint in the metadata
+
+The encoder maps x [B, C, H, W] in [-1, 1] to a diagonal Gaussian posterior q(z|x) over z [B, c, H/f, W/f];
+the decoder maps z back. ``LatentCodec`` adds the scale normalisation computed from the data after training
+(per latent channel: z_n = (z - mean) / std, the LDM paper's "rescale the latent to unit variance", App. G), so
+the diffusion model sees latents with roughly the unit scale its preconditioning assumes (EDM sigma_data = 0.5
+is still the parameter; unit-variance data costs little there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_into, load_tensors, read_json
+from .errors import UserError
+
+AE_FORMAT = "diffuse-autoencoder/1"
+
+
+@dataclass
+class AEConfig:
+    """Shape of the autoencoder: one level per entry of ``mults`` (channels x mult), a stride-2 downsampling
+    between levels, so the spatial factor is f = 2^(len(mults) - 1)."""
+
+    image_size: int = 28
+    in_channels: int = 1
+    channels: int = 32
+    mults: tuple[int, ...] = (1, 2, 2)
+    num_blocks: int = 1
+    latent_channels: int = 4
+    groups: int = 8
+
+    def __post_init__(self) -> None:
+        self.mults = tuple(self.mults)
+        if not self.mults:
+            raise ValueError("autoencoder mults must not be empty")
+        for c in [self.channels * m for m in self.mults]:
+            if c % self.groups:
+                raise ValueError(f"autoencoder channel count {c} is not divisible by groups={self.groups}")
+
+    @property
+    def sizes(self) -> list[int]:
+        """Spatial size at each level (stride-2 convolutions with padding 1 round up)."""
+        s = [self.image_size]
+        for _ in self.mults[1:]:
+            s.append((s[-1] + 1) // 2)
+        return s
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.mults) - 1)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.latent_channels, self.sizes[-1], self.sizes[-1])
+
+
+AE_PRESETS: dict[str, dict] = {
+    "f2": dict(channels=16, mults=(1, 2), latent_channels=2),  # tests and digits (8x8 -> 2x4x4)
+    "f4": dict(channels=32, mults=(1, 2, 2), latent_channels=4),  # 28x28 -> 4x7x7
+    "f8": dict(channels=32, mults=(1, 2, 2, 4), latent_channels=4),  # 64x64 -> 4x8x8
+}
+
+
+class Block(nn.Module):
+    """GroupNorm -> SiLU -> conv, twice, with a residual (1x1 conv when the width changes)."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(groups, c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
+                                  nn.GroupNorm(groups, c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.body(x)
+
+
+class Autoencoder(nn.Module):
+    """encode(x) -> (mean, logvar) of q(z|x); decode(z) -> x_hat (unclipped)."""
+
+    def __init__(self, cfg: AEConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch, g = cfg.channels, cfg.groups
+        widths = [ch * m for m in cfg.mults]
+        enc: list[nn.Module] = [nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)]
+        cur = widths[0]
+        for lvl, w in enumerate(widths):
+            for _ in range(cfg.num_blocks):
+                enc.append(Block(cur, w, g))
+                cur = w
+            if lvl < len(widths) - 1:
+                enc.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
+        enc += [Block(cur, cur, g), nn.GroupNorm(g, cur), nn.SiLU(), nn.Conv2d(cur, 2 * cfg.latent_channels, 3, padding=1)]
+        self.encoder = nn.Sequential(*enc)
+        self.dec_in = nn.Conv2d(cfg.latent_channels, cur, 3, padding=1)
+        self.dec_mid = Block(cur, cur, g)
+        self.dec_levels = nn.ModuleList()
+        for lvl in reversed(range(len(widths))):
+            blocks = []
+            for _ in range(cfg.num_blocks + 1):
+                blocks.append(Block(cur, widths[lvl], g))
+                cur = widths[lvl]
+            if lvl > 0:
+                blocks.append(nn.Conv2d(cur, cur, 3, padding=1))  # after nearest upsampling to the level above
+            self.dec_levels.append(nn.ModuleList(blocks))
+        self.dec_out = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU(), nn.Conv2d(cur, cfg.in_channels, 3, padding=1))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, H, W] -> (mean, logvar) [B, c, h, w] each (logvar clamped to [-30, 20], as in LDM)."""
+        if tuple(x.shape[1:]) != (self.cfg.in_channels, self.cfg.image_size, self.cfg.image_size):
+            raise ValueError(f"this autoencoder takes {self.cfg.in_channels}x{self.cfg.image_size}x{self.cfg.image_size} "
+                             f"images, got {tuple(x.shape[1:])}")
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, c, h, w] -> x_hat [B, C, H, W]."""
+        h = self.dec_mid(self.dec_in(z))
+        sizes = self.cfg.sizes
+        for i, level in enumerate(self.dec_levels):
+            lvl = len(sizes) - 1 - i
+            for m in level:
+                if isinstance(m, Block):
+                    h = m(h)
+                else:
+                    h = m(F.interpolate(h, size=(sizes[lvl - 1],) * 2, mode="nearest"))
+        return self.dec_out(h)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruct through a posterior sample: (x_hat, KL(q(z|x) || N(0, I)) summed per example [B])."""
+        mean, logvar = self.encode(x)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        z = mean + (0.5 * logvar).exp() * eps
+        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+        return self.decode(z), kl
+
+
+def fingerprint(cfg: AEConfig) -> str:
+    """A short hash of the autoencoder's architecture."""
+    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class LatentCodec:
+    """An autoencoder plus its per-channel latent normalisation: pixels [-1, 1] <-> normalised latents."""
+
+    ae: Autoencoder
+    mean: torch.Tensor  # [c]
+    std: torch.Tensor  # [c]
+    fingerprint: str
+    path: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return self.ae.cfg.latent_shape
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c = self.ae.cfg
+        return (c.in_channels, c.image_size, c.image_size)
+
+    def to(self, device: torch.device | str) -> "LatentCodec":
+        self.ae.to(device)
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.mean.view(1, -1, 1, 1).to(z.dtype)) / self.std.view(1, -1, 1, 1).to(z.dtype)
+
+    @torch.no_grad()
+    def posterior(self, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised posterior (mean, std) [N, c, h, w] of images x [N, C, H, W] in [-1, 1], in batches."""
+        dev = self.mean.device
+        mus, sds = [], []
+        for i in range(0, len(x), batch_size):
+            mu, logvar = self.ae.encode(x[i : i + batch_size].to(dev).float())
+            mus.append(self.normalize(mu).cpu())
+            sds.append(((0.5 * logvar).exp() / self.std.view(1, -1, 1, 1)).cpu())
+        return torch.cat(mus), torch.cat(sds)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [N, C, H, W] in [-1, 1] -> normalised posterior means."""
+        return self.posterior(x)[0].to(x.device)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> images in [-1, 1] (float32, clipped)."""
+        z = z.float() * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)
+        return self.ae.decode(z).clamp(-1, 1)
+
+
+def read_ae_config(ae_dir: Path) -> dict[str, Any]:
+    """AE/config.json, checked for format."""
+    ae_dir = Path(ae_dir)
+    if not ae_dir.is_dir():
+        raise UserError(f"autoencoder directory not found: {ae_dir}")
+    if not (ae_dir / "config.json").is_file():
+        raise UserError(f"{ae_dir} is not a diffuse autoencoder: it has no config.json (train one with `diffuse train-autoencoder`)")
+    cfg = read_json(ae_dir / "config.json", "autoencoder config")
+    if not isinstance(cfg, dict) or cfg.get("format") != AE_FORMAT:
+        raise UserError(f"{ae_dir} is not a diffuse autoencoder (train one with `diffuse train-autoencoder`)")
+    return cfg
+
+
+def ae_config_from(d: dict[str, Any], source: Path) -> AEConfig:
+    try:
+        return AEConfig(**d)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{source} holds an autoencoder config this version does not understand ({e})") from None
+
+
+def load_codec(ae_dir: Path, device: str | torch.device = "cpu") -> LatentCodec:
+    """The trained autoencoder in AE_DIR with its latent normalisation; one-line errors for every bad case."""
+    ae_dir = Path(ae_dir)
+    saved = read_ae_config(ae_dir)
+    cfg = ae_config_from(saved["model"], ae_dir / "config.json")
+    if "latent" not in saved:
+        raise UserError(f"{ae_dir} has no latent statistics: its training did not finish (resume it with "
+                        f"`diffuse train-autoencoder --out {ae_dir} --resume`)")
+    tensors, meta = load_tensors(ae_dir / "model.safetensors", "autoencoder weights")
+    if meta.get("fingerprint") != fingerprint(cfg):
+        raise UserError(f"{ae_dir / 'model.safetensors'} was saved by a different autoencoder than {ae_dir / 'config.json'} describes")
+    ae = Autoencoder(cfg)
+    load_into(ae, tensors, ae_dir / "model.safetensors")
+    ae.eval().requires_grad_(False)
+    lat = saved["latent"]
+    codec = LatentCodec(ae, torch.tensor(lat["mean"]), torch.tensor(lat["std"]), fingerprint(cfg), str(ae_dir), saved.get("eval", {}))
+    if codec.mean.shape != (cfg.latent_channels,) or codec.std.shape != (cfg.latent_channels,) or not bool((codec.std > 0).all()):
+        raise UserError(f"{ae_dir / 'config.json'}: latent statistics do not fit {cfg.latent_channels} latent channels")
+    return codec.to(device)

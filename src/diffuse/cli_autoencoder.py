@@ -1,0 +1,64 @@
+"""`diffuse train-autoencoder`: the KL autoencoder that latent diffusion (`diffuse train --latent AE`) runs in."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from .cli import app
+
+
+@app.command("train-autoencoder")
+def train_autoencoder(
+    data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file"),
+    data_dir: Optional[str] = typer.Option(None, help="folder with the Fashion-MNIST IDX files"),
+    image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
+    out: Optional[str] = typer.Option(None, help="autoencoder directory (default runs/ae-<data>)"),
+    preset: Optional[str] = typer.Option(None, help="f2 | f4 | f8: spatial downsampling factor (default by image size)"),
+    latent_channels: Optional[int] = typer.Option(None, help="latent channels (default from the preset)"),
+    kl_weight: float = typer.Option(1e-6, help="weight of the KL term (LDM's convention: per summed pixel)"),
+    adv_weight: float = typer.Option(0.0, help="weight of the PatchGAN hinge adversarial term (0 = off)"),
+    adv_start: int = typer.Option(0, help="step at which the adversarial term starts"),
+    steps: Optional[int] = typer.Option(None, help="training steps (total, also across --resume; default 2000)"),
+    minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes"),
+    batch_size: int = typer.Option(64, help="batch size"),
+    lr: float = typer.Option(1e-3, help="AdamW learning rate"),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="continue the autoencoder in --out where it stopped"),
+) -> None:
+    """Train a KL-regularised autoencoder; reports test PSNR, classifier accuracy on reconstructions and rFID."""
+    from .train.autoencoder import AETrainConfig
+    from .train.autoencoder import train_autoencoder as run
+
+    overrides = {} if latent_channels is None else {"latent_channels": latent_channels}
+    cfg = AETrainConfig(data=data, data_dir=data_dir, image_size=image_size, out=out or f"runs/ae-{data}", preset=preset,
+                        overrides=overrides, kl_weight=kl_weight, adv_weight=adv_weight, adv_start=adv_start, batch_size=batch_size,
+                        lr=lr, steps=steps, minutes=minutes, seed=seed)
+    bar = None
+
+    def progress(rec: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            total = rec["total_steps"] or int(rec["total_seconds"])
+            bar = tqdm(total=total, desc="autoencoder", unit="step" if rec["total_steps"] else "s", dynamic_ncols=True, file=sys.stderr)
+        bar.n = rec["step"] if rec["total_steps"] else min(int(rec["seconds"]), bar.total)
+        bar.set_postfix(l1=f"{rec['l1']:.4f}", step=rec["step"])
+        bar.refresh()
+
+    try:
+        res = run(cfg, resume=resume, progress=progress, log=lambda m: typer.echo(m, err=True))
+    finally:
+        if bar is not None:
+            bar.close()
+    if res["interrupted"]:
+        typer.echo(f"interrupted at step {res['step']}; continue with --resume --out {cfg.out}")
+        return
+    line = f"done: step {res['step']}, {res['seconds']:.0f} s. Test PSNR {res['psnr']:.2f} dB"
+    if "acc_reconstructions" in res:
+        line += (f", classifier accuracy {res['acc_reconstructions']:.1%} on reconstructions vs {res['acc_originals']:.1%} "
+                 f"on originals, rFID {res['rfid']:.2f}")
+    typer.echo(line + f" (n={res['n']}). Reconstructions: {cfg.out}/reconstructions.png")

@@ -1,0 +1,275 @@
+"""Training the KL autoencoder of latent diffusion (Rombach et al. 2022, Sec. 3.1), then measuring it.
+
+Loss per image: mean |x - x_hat| + kl_weight * KL(q(z|x) || N(0, I)) / pixels, which is LDM's objective
+(sum of L1 + kl_weight * sum of KL, kl_weight = 1e-6) divided by the pixel count. Optional adversarial term
+(``adv_weight > 0``): a small PatchGAN discriminator with the hinge loss (Esser et al. 2021, VQGAN, Sec. 3.2),
+switched on after ``adv_start`` steps. The LPIPS perceptual term of LDM needs downloaded VGG weights and is
+left out.
+
+After the last step: per-channel latent mean/std over the training set (the scale normalisation, stored in
+AE/config.json) and the test-split report: PSNR, the domain classifier's accuracy on reconstructions next to
+its accuracy on the originals, and rFID (reconstructions against originals in the classifier's feature space).
+
+    AE/config.json, AE/model.safetensors, AE/state/state.safetensors (resume), AE/metrics.jsonl, AE/reconstructions.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..autoencoder import AE_FORMAT, AE_PRESETS, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
+from ..checkpoint import load_into, load_tensors, save_tensors, write_json
+from ..data import ImageDataset, batch_index, load_dataset, resize_dataset, resize_images, step_generator, to_model_space, to_uint8
+from ..errors import UserError
+from ..images import save_grid
+from .stop import StopOnSignal
+
+
+@dataclass
+class AETrainConfig:
+    data: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None  # resize the data to this size (e.g. 64 for the latent-diffusion speed setting)
+    out: str = "runs/ae-digits"
+    preset: str | None = None  # f2 | f4 | f8 (default: f2 for images up to 16 pixels, f4 up to 32, else f8)
+    overrides: dict = field(default_factory=dict)
+    kl_weight: float = 1e-6
+    adv_weight: float = 0.0
+    adv_start: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    steps: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    max_nan_steps: int = 10
+
+    def validate(self) -> None:
+        checks = [
+            (self.preset is None or self.preset in AE_PRESETS, f"--preset must be one of {', '.join(AE_PRESETS)}, got {self.preset!r}"),
+            (self.kl_weight >= 0, f"--kl-weight must be >= 0, got {self.kl_weight}"),
+            (self.adv_weight >= 0, f"--adv-weight must be >= 0, got {self.adv_weight}"),
+            (self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.steps is None or self.steps > 0, f"--steps must be a positive integer, got {self.steps}"),
+            (self.minutes is None or self.minutes > 0, f"--minutes must be positive, got {self.minutes}"),
+            (self.image_size is None or self.image_size >= 4, f"--image-size must be >= 4, got {self.image_size}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+
+
+class PatchDiscriminator(nn.Module):
+    """Three stride-2 4x4 convolutions with LeakyReLU -> a logit per patch (PatchGAN, Isola et al. 2017)."""
+
+    def __init__(self, in_channels: int, ch: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.GroupNorm(8, 2 * ch), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(2 * ch, 1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def load_data(cfg: AETrainConfig | dict, split: str) -> ImageDataset:
+    """The dataset an autoencoder (or a latent model) trains on, resized when ``image_size`` asks for it."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
+    ds = load_dataset(get("data"), split, get("data_dir"))
+    return resize_dataset(ds, get("image_size")) if get("image_size") else ds
+
+
+def _model_config(cfg: AETrainConfig, ds: ImageDataset) -> AEConfig:
+    c, h, w = ds.shape
+    if h != w:
+        raise UserError(f"images must be square, got {h}x{w}")
+    name = cfg.preset or ("f2" if h <= 16 else "f4" if h <= 32 else "f8")
+    try:
+        return AEConfig(**{**AE_PRESETS[name], "image_size": h, "in_channels": c, **cfg.overrides})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"bad autoencoder settings: {e}") from None
+
+
+def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callable[[dict], None] | None = None,
+                      log: Callable[[str], None] = print) -> dict:
+    """Train (or resume) the autoencoder in ``cfg.out``; returns the evaluation report. Ctrl-C saves and returns."""
+    out = Path(cfg.out)
+    if resume:
+        saved = read_ae_config(out)
+        budget = {k: getattr(cfg, k) for k in ("steps", "minutes") if getattr(cfg, k) is not None}
+        cfg = AETrainConfig(**{**saved["train"], **budget})
+        if not (out / "state" / "state.safetensors").is_file():
+            raise UserError(f"nothing to resume in {out}: no state/state.safetensors")
+    elif (out / "config.json").exists():
+        raise UserError(f"{out} already holds an autoencoder; pass --resume to continue it or choose another --out")
+    if cfg.steps is None and cfg.minutes is None:
+        cfg.steps = 2000
+    cfg.validate()
+    ds = load_data(cfg, "train")
+    mcfg = _model_config(cfg, ds)
+    if resume and ae_config_from(saved["model"], out / "config.json") != mcfg:
+        raise UserError(f"{out / 'config.json'} describes a different autoencoder than this version builds from it")
+    torch.manual_seed(cfg.seed)
+    ae = Autoencoder(mcfg)
+    disc = PatchDiscriminator(mcfg.in_channels)
+    opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    doc = {"format": AE_FORMAT, "model": asdict(mcfg), "train": asdict(cfg)}
+    step, seconds = 0, 0.0
+    if resume:
+        step, seconds = _load_state(out, ae, disc, opt, opt_d, mcfg)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", doc)
+    pixels = mcfg.in_channels * mcfg.image_size**2
+    t0, acc, nan_streak = time.monotonic() - seconds, [], 0
+    metrics = open(out / "metrics.jsonl", "a")
+    try:
+        with StopOnSignal() as stop:
+            while not stop.requested:
+                if (cfg.steps is not None and step >= cfg.steps) or (cfg.minutes is not None and time.monotonic() - t0 >= 60 * cfg.minutes):
+                    break
+                x = to_model_space(ds.images[batch_index(len(ds), cfg.batch_size, step, cfg.seed)])  # [B, C, H, W]
+                g = step_generator(cfg.seed, step, stream=5)
+                for group in (*opt.param_groups, *opt_d.param_groups):
+                    group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+                x_hat, kl = ae(x, g)
+                rec = (x - x_hat).abs().mean()
+                loss = rec + cfg.kl_weight * kl.mean() / pixels
+                adv = cfg.adv_weight > 0 and step >= cfg.adv_start
+                if adv:  # generator side of the hinge GAN: raise the discriminator's logits on reconstructions
+                    loss = loss - cfg.adv_weight * disc(x_hat).mean()
+                if not math.isfinite(float(loss)):
+                    nan_streak += 1
+                    if nan_streak >= cfg.max_nan_steps:
+                        raise UserError(f"autoencoder loss was NaN/inf for {nan_streak} steps in a row at step {step}; stopped. "
+                                        f"The last checkpoint in {out} is kept: try a lower --lr, then --resume")
+                    step += 1
+                    continue
+                nan_streak = 0
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0, foreach=True)
+                opt.step()
+                if adv:  # discriminator: hinge loss, real vs reconstructed
+                    d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(x_hat.detach())).mean()
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    opt_d.step()
+                step += 1
+                acc.append(float(rec))
+                if step % cfg.log_every == 0:
+                    rec_ = {"step": step, "l1": sum(acc) / len(acc), "kl": float(kl.mean()), "seconds": time.monotonic() - t0}
+                    metrics.write(json.dumps(rec_) + "\n")
+                    metrics.flush()
+                    acc = []
+                    if progress is not None:
+                        progress({**rec_, "total_steps": cfg.steps, "total_seconds": 60 * cfg.minutes if cfg.minutes else None})
+                if step % cfg.checkpoint_every == 0:
+                    _save_state(out, ae, disc, opt, opt_d, mcfg, step, time.monotonic() - t0)
+            interrupted = stop.requested
+    finally:
+        metrics.close()
+    _save_state(out, ae, disc, opt, opt_d, mcfg, step, time.monotonic() - t0)
+    if interrupted:
+        return {"interrupted": True, "step": step}
+    ae.eval().requires_grad_(False)
+    doc["latent"] = latent_stats(ae, ds)
+    doc["eval"] = evaluate_autoencoder(ae, cfg, out, log)
+    doc["eval"].update(step=step, seconds=time.monotonic() - t0)
+    write_json(out / "config.json", doc)
+    return {"interrupted": False, **doc["eval"]}
+
+
+def _save_state(out: Path, ae: Autoencoder, disc: nn.Module, opt, opt_d, mcfg: AEConfig, step: int, seconds: float) -> None:
+    tensors = {f"ae.{k}": v for k, v in ae.state_dict().items()}
+    tensors.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
+    groups = {}
+    for name, o in (("opt", opt), ("optd", opt_d)):
+        sd = o.state_dict()
+        groups[name] = sd["param_groups"]
+        for i, st in sd["state"].items():
+            tensors.update({f"{name}.{i}.{k}": v for k, v in st.items()})
+    meta = {"step": step, "seconds": seconds, "fingerprint": fingerprint(mcfg), "param_groups": groups}
+    save_tensors(out / "state" / "state.safetensors", tensors, meta)
+    save_tensors(out / "model.safetensors", dict(ae.state_dict()), {"step": step, "fingerprint": fingerprint(mcfg)})
+
+
+def _load_state(out: Path, ae: Autoencoder, disc: nn.Module, opt, opt_d, mcfg: AEConfig) -> tuple[int, float]:
+    path = out / "state" / "state.safetensors"
+    tensors, meta = load_tensors(path, "autoencoder training state")
+    if meta.get("fingerprint") != fingerprint(mcfg):
+        raise UserError(f"{path} was saved by a different autoencoder than {out / 'config.json'} describes")
+    load_into(ae, {k[3:]: v for k, v in tensors.items() if k.startswith("ae.")}, path)
+    load_into(disc, {k[5:]: v for k, v in tensors.items() if k.startswith("disc.")}, path)
+    for name, o in (("opt", opt), ("optd", opt_d)):
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith(name + "."):
+                _, i, key = k.split(".", 2)
+                state.setdefault(int(i), {})[key] = v
+        o.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+    return int(meta["step"]), float(meta["seconds"])
+
+
+@torch.no_grad()
+def latent_stats(ae: Autoencoder, ds: ImageDataset, n: int = 10000, seed: int = 0) -> dict:
+    """Per-channel mean and std of posterior samples z over (up to n) training images."""
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    g = torch.Generator().manual_seed(seed + 1)
+    zs = []
+    for i in range(0, len(idx), 500):
+        mean, logvar = ae.encode(to_model_space(ds.images[idx[i : i + 500]]))
+        zs.append(mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=g))
+    z = torch.cat(zs).transpose(0, 1).flatten(1).double()  # [c, N*h*w]
+    return {"mean": z.mean(1).tolist(), "std": z.std(1).clamp_min(1e-6).tolist(), "n": len(idx)}
+
+
+@torch.no_grad()
+def reconstruct(ae: Autoencoder, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """uint8 images -> uint8 reconstructions through the posterior mean."""
+    out = [to_uint8(ae.decode(ae.encode(to_model_space(images[i : i + batch_size]))[0])) for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of uint8 images [N, C, H, W] (capped at 100 dB for identical images)."""
+    mse = (a.double() - b.double()).square().flatten(1).mean(1)
+    return (10 * torch.log10(255.0**2 / mse.clamp_min(255.0**2 * 1e-10)))
+
+
+def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Callable[[str], None] = print,
+                         n: int = 2000) -> dict:
+    """Test-split PSNR, domain-classifier accuracy on reconstructions vs originals, and rFID; writes
+    AE/reconstructions.png (originals above their reconstructions)."""
+    from ..metrics.classifier import get_classifier, predict
+    from ..metrics.fid import fid_from_features
+
+    test = load_data(cfg, "test")
+    test = test.subset(torch.arange(min(n, len(test))))
+    rec = reconstruct(ae, test.images)
+    p = psnr(rec, test.images)
+    report = {"psnr": float(p.mean()), "psnr_sem": float(p.std() / math.sqrt(len(p))), "n": len(test)}
+    save_grid(out / "reconstructions.png", torch.cat([test.images[:16], rec[:16]]), ncol=16)
+    if test.labels is not None:
+        native_train, native_test = load_dataset(cfg.data, "train", cfg.data_dir), load_dataset(cfg.data, "test", cfg.data_dir)
+        clf, _ = get_classifier(native_train, native_test, log)
+        size = native_test.shape[-1]
+        f_real, p_real = predict(clf, resize_images(test.images, size))
+        f_rec, p_rec = predict(clf, resize_images(rec, size))
+        report.update(acc_originals=float((p_real == test.labels).float().mean()),
+                      acc_reconstructions=float((p_rec == test.labels).float().mean()),
+                      rfid=float(fid_from_features(f_rec, f_real)))
+    return report
