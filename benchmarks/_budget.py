@@ -28,7 +28,7 @@ def train_or_reuse(cfg: TrainConfig, reuse: bool, log=print) -> dict[str, Any]:
         log(f"training {run} for {cfg.minutes} min ...")
         t0 = time.monotonic()
         train(cfg)
-        log(f"  done in {time.monotonic() - t0:.0f} s (the budget excludes encoding the data to latents)")
+        log(f"  done in {time.monotonic() - t0:.0f} s" + (" (the budget excludes encoding the data to latents)" if cfg.latent else ""))
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in recs if "loss" in r]
     return {"steps": steps[-1]["step"], "images": steps[-1]["nimg"], "seconds": steps[-1]["seconds"],

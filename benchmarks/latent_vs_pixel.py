@@ -33,14 +33,20 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
+    sizes = [int(s) for s in args.sizes.split(",")]
     rows, aes = [], {}
-    for size in [int(s) for s in args.sizes.split(",")]:
+    if (out / "results.json").is_file():  # keep the other sizes' rows from an earlier invocation
+        old = json.loads((out / "results.json").read_text())
+        rows = [r for r in old["rows"] if r["size"] not in sizes]
+        aes = {int(k): v for k, v in old["autoencoders"].items() if int(k) not in sizes}
+    for size in sizes:
         resize = None if size == 28 else size
         ae = out / f"ae{size}"
         if not (args.reuse and (ae / "model.safetensors").is_file() and "eval" in json.loads((ae / "config.json").read_text())):
             print(f"training the autoencoder {ae} for {args.ae_minutes} min ...", flush=True)
             train_autoencoder(AETrainConfig(data="fashion-mnist", image_size=resize, out=str(ae), minutes=args.ae_minutes))
-        aes[size] = json.loads((ae / "config.json").read_text())["eval"]
+        doc = json.loads((ae / "config.json").read_text())
+        aes[size] = {**doc["eval"], "minutes": doc["train"]["minutes"], "preset": doc["model"]}
         for kind in ("pixel", "latent"):
             run = out / f"{kind}{size}"
             cfg = TrainConfig(data="fashion-mnist", cond="class", image_size=resize, latent=str(ae) if kind == "latent" else None,
@@ -49,6 +55,7 @@ def main() -> None:
             info = train_or_reuse(cfg, args.reuse)
             info["wall_seconds"] = time.monotonic() - t0
             rows.append({"size": size, "model": kind, "train": info, **measure(run, args.n, out / f"{kind}{size}.png")})
+    rows.sort(key=lambda r: (r["size"], r["model"] != "pixel"))
     print(f"\nFashion-MNIST, class-conditional U-Net (preset fmnist), {args.minutes:g} min of training each, n={args.n}, "
           "DPM-Solver++(2M) 10 steps, guidance 3; FID in the domain classifier's features\n")
     print("| size | space | denoiser GFLOP/sample | decoder GFLOP/sample | train img/s | images seen | FID | label acc | "
@@ -57,7 +64,7 @@ def main() -> None:
         t, e = r["train"], r["eval"]
         print(f"| {r['size']} | {r['model']} | {r['gflop_per_sample']:.3f} | {r['decode_gflop_per_sample']:.3f} | {t['img_per_s']:.0f} "
               f"| {t['images']} | {e['fid']:.2f} | {e['label_accuracy']:.1%} | {e['sample_seconds']:.1f} |")
-    for size, ev in aes.items():
+    for size, ev in sorted(aes.items()):
         px, lt = [r for r in rows if r["size"] == size]
         print(f"{size}x{size}: latent / pixel train img/s {lt['train']['img_per_s'] / px['train']['img_per_s']:.2f}x, "
               f"sampling {px['eval']['sample_seconds'] / lt['eval']['sample_seconds']:.2f}x faster, FID {lt['eval']['fid'] / px['eval']['fid']:.2f}x; "

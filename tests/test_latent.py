@@ -103,12 +103,17 @@ def test_latent_run_trains_samples_and_evaluates_through_the_cli(latent_run, tmp
     one_line_error(diffuse("eval", latent_run, "--metrics", "bpd", check=False), "latents")
 
 
-def test_latent_dit_trains(ae_dir, tmp_path):
+def test_latent_text_dit_trains_and_takes_prompts(ae_dir, tmp_path):
+    """The Stable Diffusion pipeline at small scale: text encoder -> cross-attention DiT on autoencoder latents."""
     run = tmp_path / "ldit"
-    diffuse("train", "--data", "digits", "--model", "dit", "--latent", ae_dir, "--steps", "10", "--out", run)
+    diffuse("train", "--data", "digits", "--model", "dit", "--cond", "text", "--latent", ae_dir, "--steps", "10", "--out", run)
     model, cfg = load_model(run)
-    assert cfg.arch == "dit" and cfg.net.patch_size == 1
-    assert generate(model, 3, SampleConfig(steps=3)).shape == (3, 1, 8, 8)
+    assert cfg.arch == "dit" and cfg.net.patch_size == 1 and cfg.net.text_dim > 0
+    diffuse("sample", run, "--n", "3", "--prompt", "a handwritten three", "--out", tmp_path / "p.npz")
+    import numpy as np
+
+    with np.load(tmp_path / "p.npz") as z:
+        assert z["images"].shape == (3, 8, 8, 1)
 
 
 def test_latent_img2img_and_inpainting(latent_run):
@@ -142,3 +147,15 @@ def test_mismatched_autoencoder_is_a_clear_error(ae_dir, latent_run, tmp_path):
         shutil.copy(other / name, swapped / "autoencoder" / name)
     one_line_error(diffuse("sample", swapped, "--n", "2", "--out", tmp_path / "s.png", check=False), "not the autoencoder")
     one_line_error(diffuse("train-autoencoder", "--preset", "f16", "--out", tmp_path / "p", check=False), "--preset")
+
+
+def test_adversarial_term_trains_the_discriminator_and_resumes(tmp_path):
+    from diffuse.checkpoint import load_tensors
+
+    out = tmp_path / "adv"
+    diffuse("train-autoencoder", "--steps", "10", "--adv-weight", "0.5", "--adv-start", "5", "--out", out)
+    t1, _ = load_tensors(out / "state" / "state.safetensors")
+    assert any(k.startswith("optd.") for k in t1)  # the discriminator's optimizer stepped (only from step 5)
+    diffuse("train-autoencoder", "--steps", "15", "--out", out, "--resume")
+    t2, meta = load_tensors(out / "state" / "state.safetensors")
+    assert meta["step"] == 15 and not torch.equal(t1["disc.net.0.weight"], t2["disc.net.0.weight"])

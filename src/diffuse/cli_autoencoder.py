@@ -19,7 +19,7 @@ def train_autoencoder(
     preset: Optional[str] = typer.Option(None, help="f2 | f4 | f8: spatial downsampling factor (default by image size)"),
     latent_channels: Optional[int] = typer.Option(None, help="latent channels (default from the preset)"),
     kl_weight: float = typer.Option(1e-6, help="weight of the KL term (LDM's convention: per summed pixel)"),
-    adv_weight: float = typer.Option(0.0, help="weight of the PatchGAN hinge adversarial term (0 = off)"),
+    adv_weight: float = typer.Option(0.0, help="PatchGAN hinge adversarial term: this times VQGAN's adaptive weight (0 = off; LDM uses 0.5)"),
     adv_start: int = typer.Option(0, help="step at which the adversarial term starts"),
     steps: Optional[int] = typer.Option(None, help="training steps (total, also across --resume; default 2000)"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes"),

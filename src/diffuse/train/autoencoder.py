@@ -3,7 +3,8 @@
 Loss per image: mean |x - x_hat| + kl_weight * KL(q(z|x) || N(0, I)) / pixels, which is LDM's objective
 (sum of L1 + kl_weight * sum of KL, kl_weight = 1e-6) divided by the pixel count. Optional adversarial term
 (``adv_weight > 0``): a small PatchGAN discriminator with the hinge loss (Esser et al. 2021, VQGAN, Sec. 3.2),
-switched on after ``adv_start`` steps. The LPIPS perceptual term of LDM needs downloaded VGG weights and is
+switched on after ``adv_start`` steps, weighted by ``adv_weight`` times VQGAN's adaptive weight (the ratio of the
+reconstruction and adversarial gradient norms at the decoder's last layer, Eq. 7). The LPIPS perceptual term of LDM needs downloaded VGG weights and is
 left out.
 
 After the last step: per-channel latent mean/std over the training set (the scale normalisation, stored in
@@ -149,9 +150,14 @@ def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callab
                 rec = (x - x_hat).abs().mean()
                 loss = rec + cfg.kl_weight * kl.mean() / pixels
                 adv = cfg.adv_weight > 0 and step >= cfg.adv_start
-                if adv:  # generator side of the hinge GAN: raise the discriminator's logits on reconstructions
-                    loss = loss - cfg.adv_weight * disc(x_hat).mean()
-                if not math.isfinite(float(loss)):
+                if adv:  # generator side of the hinge GAN, with VQGAN's adaptive weight (Esser et al. 2021, Eq. 7)
+                    g_loss = -disc(x_hat).mean()
+                    last = ae.dec_out[-1].weight
+                    g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0]
+                    g_adv = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
+                    lam = (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(max=1e4).detach()
+                    loss = loss + cfg.adv_weight * lam * g_loss
+                if not math.isfinite(float(loss.detach())):
                     nan_streak += 1
                     if nan_streak >= cfg.max_nan_steps:
                         raise UserError(f"autoencoder loss was NaN/inf for {nan_streak} steps in a row at step {step}; stopped. "
