@@ -114,3 +114,20 @@ def test_bad_model_flags_are_one_line_errors(tmp_path):
     one_line_error(diffuse("train", "--model", "transformer", "--steps", "1", "--out", tmp_path / "a", check=False), "--model")
     one_line_error(diffuse("train", "--model", "dit", "--preset", "XL", "--steps", "1", "--out", tmp_path / "b", check=False), "preset")
     assert not (tmp_path / "b" / "model.safetensors").exists()
+
+
+def test_dit_super_resolution_model(tmp_path):
+    """--task superres with --model dit: the low-res image joins the input channels, as in the U-Net."""
+    import numpy as np
+
+    from diffuse.data import load_dataset
+
+    run = tmp_path / "sr"
+    diffuse("train", "--data", "digits", "--model", "dit", "--task", "superres", "--steps", "5", "--out", run)
+    model, cfg = load_model(run)
+    assert cfg.net.lowres_factor == 2 and model.net.patch.in_channels == 2
+    low = load_dataset("digits", "test").images[:3, :, ::2, ::2]  # [3, 1, 4, 4]
+    np.savez(tmp_path / "low.npz", images=low.permute(0, 2, 3, 1).numpy())
+    diffuse("sample", run, "--init", tmp_path / "low.npz", "--out", tmp_path / "up.npz")
+    with np.load(tmp_path / "up.npz") as z:
+        assert z["images"].shape == (3, 8, 8, 1)

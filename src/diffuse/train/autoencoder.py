@@ -175,9 +175,9 @@ def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callab
                     d_loss.backward()
                     opt_d.step()
                 step += 1
-                acc.append(float(rec))
+                acc.append(float(rec.detach()))
                 if step % cfg.log_every == 0:
-                    rec_ = {"step": step, "l1": sum(acc) / len(acc), "kl": float(kl.mean()), "seconds": time.monotonic() - t0}
+                    rec_ = {"step": step, "l1": sum(acc) / len(acc), "kl": float(kl.detach().mean()), "seconds": time.monotonic() - t0}
                     metrics.write(json.dumps(rec_) + "\n")
                     metrics.flush()
                     acc = []
