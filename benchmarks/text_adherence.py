@@ -72,7 +72,8 @@ def main() -> None:
     best = min(ok or sweep, key=lambda s: s["fid"])
     res = {"run": str(args.run), "n_per_w": len(which), "per_prompt": k, "prompts": rows, "steps": args.steps,
            "sampler": SampleConfig().sampler, "classifier_test_accuracy": clf_acc, "fid_real": fid_real, "sweep": sweep,
-           "chosen_guidance": best["guidance"], "rule": "lowest FID among w with adherence >= 80%"}
+           "chosen_guidance": best["guidance"],
+           "rule": "lowest FID among w with adherence >= 80%" if ok else "no w reached 80% adherence: lowest FID of all"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "text_adherence.json").write_text(json.dumps(res, indent=1))
 

@@ -141,7 +141,8 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise.
     Conditions: ``labels`` [n] for class models, ``text`` (a text condition of n rows, see ``prompt_cond``) for
     text models. ``edit`` (editing.py) turns sampling into img2img, inpainting or super-resolution.
-    ``shape`` (C, H, W) and ``num_classes`` default to those of our U-Net; pass them for other networks.
+    ``shape`` (C, H, W) and ``num_classes`` default to those of our networks (U-Net or DiT; latents for a latent model,
+    which decodes them through ``model.codec``); pass them for other networks.
     ``offset`` numbers the images from there (a rank's shard of a larger set draws that set's noise)."""
     from .text.bank import cond_to, index_cond, text_null
 
