@@ -146,6 +146,7 @@ def test_mismatched_autoencoder_is_a_clear_error(ae_dir, latent_run, tmp_path):
     for name in ("config.json", "model.safetensors"):
         shutil.copy(other / name, swapped / "autoencoder" / name)
     one_line_error(diffuse("sample", swapped, "--n", "2", "--out", tmp_path / "s.png", check=False), "not the autoencoder")
+    one_line_error(diffuse("train", "--out", swapped, "--resume", "--steps", "500", check=False), "not the autoencoder")
     one_line_error(diffuse("train-autoencoder", "--preset", "f16", "--out", tmp_path / "p", check=False), "--preset")
 
 

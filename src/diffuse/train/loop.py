@@ -181,6 +181,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None)
     if codec is not None:
         mcfg.latent["fingerprint"] = codec.fingerprint
+        if resume and (saved["model"].get("latent") or {}).get("fingerprint") != codec.fingerprint:
+            raise UserError(f"{run / 'autoencoder'} is not the autoencoder this run was trained with")
         lat = codec.posterior(to_model_space(ds.images))  # normalised posterior (mean, std) of every image, once
     if resume and ModelConfig.from_dict(saved["model"]).fingerprint() != mcfg.fingerprint():
         raise UserError(f"{run / 'config.json'} describes a different model than this version builds from it")
