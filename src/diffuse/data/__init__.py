@@ -7,6 +7,7 @@ files), a folder of images (class sub-folders become labels) and ``.npz`` arrays
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -74,17 +75,18 @@ def holdout_split(ds: ImageDataset, split: str) -> ImageDataset:
 
 
 def load_dataset(source: str, split: str = "train", data_dir: str | None = None, image_size: int | None = None) -> ImageDataset:
-    """Load ``digits``, ``fashion-mnist``, an image folder or a ``.npz`` file; split is ``train`` or ``test``."""
+    """Load ``digits``, ``fashion-mnist``, an image folder or a ``.npz`` file; split is ``train`` or ``test``.
+    ``image_size``: every image resized to that size (image folders resize while loading)."""
     from . import sources
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
+    if image_size and not Path(source).expanduser().is_dir():
+        return resize_dataset(load_dataset(source, split, data_dir), image_size)
     if source == "digits":
         return sources.load_digits(split)
     if source in ("fashion-mnist", "fashion_mnist", "fmnist"):
         return sources.load_fashion_mnist(split, data_dir)
-    from pathlib import Path
-
     p = Path(source).expanduser()
     if p.is_dir():
         return holdout_split(sources.load_image_folder(p, image_size), split)

@@ -85,13 +85,6 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-def load_data(cfg: AETrainConfig | dict, split: str) -> ImageDataset:
-    """The dataset an autoencoder (or a latent model) trains on, resized when ``image_size`` asks for it."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
-    ds = load_dataset(get("data"), split, get("data_dir"))
-    return resize_dataset(ds, get("image_size")) if get("image_size") else ds
-
-
 def _model_config(cfg: AETrainConfig, ds: ImageDataset) -> AEConfig:
     c, h, w = ds.shape
     if h != w:
@@ -118,7 +111,7 @@ def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callab
     if cfg.steps is None and cfg.minutes is None:
         cfg.steps = 2000
     cfg.validate()
-    ds = load_data(cfg, "train")
+    ds = load_dataset(cfg.data, "train", cfg.data_dir, cfg.image_size)
     mcfg = _model_config(cfg, ds)
     if resume and ae_config_from(saved["model"], out / "config.json") != mcfg:
         raise UserError(f"{out / 'config.json'} describes a different autoencoder than this version builds from it")
@@ -263,15 +256,16 @@ def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Ca
     from ..metrics.classifier import get_classifier, predict
     from ..metrics.fid import fid_from_features
 
-    test = load_data(cfg, "test")
-    test = test.subset(torch.arange(min(n, len(test))))
+    native_test = load_dataset(cfg.data, "test", cfg.data_dir)
+    test = native_test.subset(torch.arange(min(n, len(native_test))))
+    if cfg.image_size:
+        test = resize_dataset(test, cfg.image_size)
     rec = reconstruct(ae, test.images)
     p = psnr(rec, test.images)
     report = {"psnr": float(p.mean()), "psnr_sem": float(p.std() / math.sqrt(len(p))), "n": len(test)}
     save_grid(out / "reconstructions.png", torch.cat([test.images[:16], rec[:16]]), ncol=16)
     if test.labels is not None:
-        native_train, native_test = load_dataset(cfg.data, "train", cfg.data_dir), load_dataset(cfg.data, "test", cfg.data_dir)
-        clf, _ = get_classifier(native_train, native_test, log)
+        clf, _ = get_classifier(load_dataset(cfg.data, "train", cfg.data_dir), native_test, log)
         size = native_test.shape[-1]
         f_real, p_real = predict(clf, resize_images(test.images, size))
         f_rec, p_rec = predict(clf, resize_images(rec, size))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .. import schedules
 from ..checkpoint import atomic_write_bytes, load_into, load_tensors, save_tensors, write_json
-from ..data import ImageDataset, batch_index, get_batch, load_dataset, resize_dataset, step_generator, to_model_space, to_uint8
+from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
 from ..guidance import drop_labels
@@ -174,9 +174,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     if cfg.batch_size % d.world:
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
     D.barrier(d)  # every rank has checked the run directory before rank 0 writes into it
-    ds = load_dataset(cfg.data, "train", cfg.data_dir)
-    if cfg.image_size:
-        ds = resize_dataset(ds, cfg.image_size)
+    ds = load_dataset(cfg.data, "train", cfg.data_dir, cfg.image_size)
     codec = _codec(cfg, ds, run if resume else None, device)
     mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None)
     if codec is not None:
