@@ -1,13 +1,16 @@
 """Prompt adherence and the guidance sweep for a text-to-image model trained on Fashion-MNIST.
 
     diffuse train --data fashion-mnist --cond text --minutes 10 --out runs/fmnist-text
-    python benchmarks/text_adherence.py runs/fmnist-text --per-prompt 20
+    python benchmarks/text_adherence.py runs/fmnist-text --per-prompt 20               # as `diffuse sample` does
+    python benchmarks/text_adherence.py runs/fmnist-text --per-prompt 20 --raw-prompt  # the prompt's own encoding
 
 Held-out prompts (benchmarks/prompts/fmnist_heldout.tsv: other synonyms, longer descriptions, other syntax;
 tests/test_text.py checks that none of their wording is a training caption or a class's training synonym) are
 sampled ``--per-prompt`` times at each guidance strength w. Adherence = share of samples the domain classifier
 (the same one `diffuse eval` uses) puts in the prompt's intended class. FID of the same samples against the test
-split. Writes a table, docs/text_guidance_sweep.png, docs/text_prompt_grid.png and docs/text_adherence.json.
+split. By default each prompt conditions the model through its nearest training caption, as `diffuse sample` does
+(text/retrieval.py); ``--raw-prompt`` measures the model on the prompts' own encodings. Writes a table,
+docs/text_guidance_sweep{,_raw}.png, docs/text_prompt_grid{,_raw}.png and docs/text_adherence{,_raw}.json.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from diffuse.metrics.classifier import classifier_key, get_classifier, predict  
 from diffuse.metrics.fid import fid_from_features  # noqa: E402
 from diffuse.model import load_model  # noqa: E402
 from diffuse.text.bank import CaptionBank  # noqa: E402
+from diffuse.text.retrieval import snap_prompts  # noqa: E402
 
 
 def main() -> None:
@@ -40,6 +44,7 @@ def main() -> None:
     ap.add_argument("--guidance", default="0,1,1.5,2,3,5")
     ap.add_argument("--steps", type=int, default=SampleConfig().steps)
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--raw-prompt", action="store_true", help="condition on the prompts, not their nearest training captions")
     args = ap.parse_args()
 
     model, mcfg = load_model(args.run)
@@ -48,8 +53,10 @@ def main() -> None:
     prompts, intended = [r[1] for r in rows], torch.tensor([classes[r[0]] for r in rows])
     k = args.per_prompt
     which = torch.arange(len(prompts)).repeat_interleave(k)  # sample j uses prompt which[j]
-    bank = CaptionBank.build(prompts, mcfg.text_encoder, cache=False)
-    text = bank.cond(which)
+    texts, notes = snap_prompts(prompts, args.run, mcfg, enabled=not args.raw_prompt)
+    print("\n".join(notes), flush=True)
+    bank = CaptionBank.build(texts, mcfg.text_encoder, cache=False)
+    text = bank.cond(bank.index([texts[i] for i in which.tolist()]))
     train, test = load_dataset(mcfg.data, "train", mcfg.data_dir), load_dataset(mcfg.data, "test", mcfg.data_dir)
     clf, clf_acc = get_classifier(train, test)
     ref = reference_features(classifier_key(train), test, lambda im: predict(clf, im)[0])
@@ -70,25 +77,28 @@ def main() -> None:
 
     ok = [s for s in sweep if s["adherence"] >= 0.8]
     best = min(ok or sweep, key=lambda s: s["fid"])
+    suffix = "_raw" if args.raw_prompt else ""
     res = {"run": str(args.run), "n_per_w": len(which), "per_prompt": k, "prompts": rows, "steps": args.steps,
+           "conditioning": "raw prompt" if args.raw_prompt else "nearest training caption", "conditioned_on": texts,
            "sampler": SampleConfig().sampler, "classifier_test_accuracy": clf_acc, "fid_real": fid_real, "sweep": sweep,
            "chosen_guidance": best["guidance"],
            "rule": "lowest FID among w with adherence >= 80%" if ok else "no w reached 80% adherence: lowest FID of all"}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "text_adherence.json").write_text(json.dumps(res, indent=1))
+    (args.out / f"text_adherence{suffix}.json").write_text(json.dumps(res, indent=1))
 
     print(f"\nHeld-out prompt adherence and FID (n={len(which)} per w: {len(prompts)} prompts x {k}; real images at this n: "
           f"FID {fid_real:.2f}; classifier test accuracy {clf_acc:.1%})\n")
     print("| w | adherence | FID |\n|---|---|---|")
     for s in sweep:
         print(f"| {s['guidance']:g} | {s['adherence']:.1%} | {s['fid']:.2f} |")
-    print(f"\nchosen w = {best['guidance']:g} ({res['rule']})\n\n| class | prompt | adherence at w={best['guidance']:g} |\n|---|---|---|")
-    for (c, p), a in zip(rows, best["per_prompt"]):
-        print(f"| {c} | {p} | {a:.0%} |")
-    _plots(res, images_at[best["guidance"]], prompts, k, args.out)
+    print(f"\nchosen w = {best['guidance']:g} ({res['rule']})\n\n| class | prompt | conditioned on | adherence at "
+          f"w={best['guidance']:g} |\n|---|---|---|---|")
+    for (c, p), t, a in zip(rows, texts, best["per_prompt"]):
+        print(f"| {c} | {p} | {'(itself)' if t == p else t} | {a:.0%} |")
+    _plots(res, images_at[best["guidance"]], prompts, k, args.out, suffix)
 
 
-def _plots(res: dict, imgs: torch.Tensor, prompts: list[str], k: int, out: Path) -> None:
+def _plots(res: dict, imgs: torch.Tensor, prompts: list[str], k: int, out: Path, suffix: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,7 +117,8 @@ def _plots(res: dict, imgs: torch.Tensor, prompts: list[str], k: int, out: Path)
         a.set_xlabel("guidance w (1 = none)")
         a.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "text_guidance_sweep.png", dpi=110)
+    fig.suptitle(f"conditioned on: {res['conditioning']}", fontsize=9)
+    fig.savefig(out / f"text_guidance_sweep{suffix}.png", dpi=110)
     plt.close(fig)
 
     cols = min(k, 8)
@@ -120,7 +131,7 @@ def _plots(res: dict, imgs: torch.Tensor, prompts: list[str], k: int, out: Path)
         for c in range(cols):
             axes[r, c + 1].imshow(imgs[r * k + c, 0].numpy(), cmap="gray", vmin=0, vmax=255)
     fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.01, right=0.99, top=0.99, bottom=0.01)
-    fig.savefig(out / "text_prompt_grid.png", dpi=90)
+    fig.savefig(out / f"text_prompt_grid{suffix}.png", dpi=90)
     plt.close(fig)
 
 

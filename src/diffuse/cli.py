@@ -44,6 +44,8 @@ _SAMPLER = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m"
 _STEPS = typer.Option(10, help="sampler steps (heun costs 2 evaluations per step)")
 _SCHEDULE = typer.Option("karras", help="karras (no wasted step at sigma_min) | edm (Karras Eq. 5 exactly) | vp (DDPM timesteps)")
 _GUIDANCE = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default: 3 for class models, 5 for text models)")
+_NEAREST = typer.Option(True, "--nearest-caption/--raw-prompt",
+                        help="text models: condition on each prompt's nearest training caption (printed), or on the raw prompt")
 _SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i)")
 _BATCH = typer.Option(256, help="images per forward batch")
 _PRECISION = typer.Option("auto", help="auto | bf16 | fp32")
@@ -157,6 +159,7 @@ def sample(
     label: Optional[int] = typer.Option(None, help="class to sample (default: round robin, i mod classes)"),
     prompt: Optional[list[str]] = typer.Option(None, help="text model: a prompt (repeatable; samples cycle through them)"),
     prompts: Optional[Path] = typer.Option(None, help="text model: a file with one prompt per line"),
+    nearest_caption: bool = _NEAREST,
     init: Optional[Path] = typer.Option(None, help="img2img / inpainting start image (PNG, or .npz images [N,H,W,C]); "
                                                      "for a super-resolution model, the low-res input"),
     strength: float = typer.Option(1.0, help="img2img: how much of the schedule to run (0 = return --init, 1 = from noise)"),
@@ -187,7 +190,9 @@ def sample(
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn)
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n images
     model, mcfg = load_model(run, dev)
-    c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample)
+    c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption)
+    for line in c.notes if d.is_writer else []:
+        typer.echo(line, err=True)
     n = c.n
     scfg.validate(mcfg.conditional)
     lo, hi = dist.shard(d, n)
@@ -270,6 +275,7 @@ def synth(
     run: Path = typer.Argument(..., help="run directory of a class- or text-conditional model"),
     per_class: int = typer.Option(..., help="images per class (text models: per class of --prompts)"),
     prompts: Optional[Path] = typer.Option(None, help="text models: lines 'prompt' or 'class<TAB>prompt' (default: class names)"),
+    nearest_caption: bool = _NEAREST,
     out: Path = typer.Option(..., help="output folder: <class>/<index>.png + manifest.csv"),
     sampler: str = _SAMPLER,
     steps: int = _STEPS,
@@ -285,7 +291,8 @@ def synth(
 
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
     with _bar(None, "synth", "img") as bar:
-        res = run_synth(run, per_class, out, scfg, _device(device), progress=bar.update, prompts=prompts)
+        res = run_synth(run, per_class, out, scfg, _device(device), progress=bar.update, prompts=prompts,
+                        nearest_caption=nearest_caption, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"{out}: {res['written']} images written, {res['kept']} already there, {res['total']} in total; manifest: {out / 'manifest.csv'}")
 
 

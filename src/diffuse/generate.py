@@ -101,16 +101,20 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm") -> tuple[dict, torch.Tensor]:
-    """The text condition of n samples cycling through ``prompts`` (sample i gets prompt i mod P), and the prompt
-    index of each sample [n]. Each distinct prompt is encoded once."""
-    from .text.bank import CaptionBank
-
+def check_prompts(prompts: list[str]) -> None:
     if not prompts:
         raise UserError("no prompts given")
     for p in prompts:
         if not p.strip():
             raise UserError("empty prompt: give each --prompt some text")
+
+
+def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm") -> tuple[dict, torch.Tensor]:
+    """The text condition of n samples cycling through ``prompts`` (sample i gets prompt i mod P), and the prompt
+    index of each sample [n]. Each distinct prompt is encoded once."""
+    from .text.bank import CaptionBank
+
+    check_prompts(prompts)
     bank = CaptionBank.build(prompts, encoder, cache=False)
     which = torch.arange(n) % len(prompts)
     return bank.cond(bank.index([prompts[i] for i in which.tolist()])), which

@@ -4,7 +4,7 @@ a mask, a low-res image. Every bad input is one UserError line."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,7 @@ class Conditions:
     text: dict | None = None
     prompt_rows: torch.Tensor | None = None  # prompt index of each sample
     prompts: list[str] | None = None
+    notes: list[str] = field(default_factory=list)  # what the prompts were mapped to (text/retrieval.py)
     edit: object | None = None  # editing.Edit
     lowres: torch.Tensor | None = None  # [n, C, h, w] in [-1, 1]
 
@@ -78,8 +79,10 @@ class Conditions:
 
 
 def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str], prompts_file: Path | None,
-               init: Path | None, strength: float, mask: Path | None, resample: int) -> Conditions:
-    """Everything `sample` conditions on, checked against the model."""
+               init: Path | None, strength: float, mask: Path | None, resample: int,
+               run: Path | None = None, nearest_caption: bool = True) -> Conditions:
+    """Everything `sample` conditions on, checked against the model. Text models condition on each prompt's
+    nearest training caption of ``run`` (text/retrieval.py) unless ``nearest_caption`` is off."""
     if prompts_file is not None:
         if not Path(prompts_file).is_file():
             raise UserError(f"prompts file not found: {prompts_file}")
@@ -103,13 +106,19 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         return Conditions(n=len(lr) if len(lr) > 1 else n, lowres=lr if len(lr) > 1 else lr.expand(n, -1, -1, -1))
     out = Conditions(n=n)
     if mcfg.cond == "text":
+        given = bool(prompts)
         if not prompts:
             if not mcfg.class_names:
                 raise UserError("this is a text model: give --prompt TEXT (or --prompts FILE)")
             from .text.captions import canonical_prompt
 
             prompts = [canonical_prompt(c) for c in mcfg.class_names]
-        out.text, out.prompt_rows = prompt_cond(prompts, n, mcfg.text_encoder)
+        texts = prompts
+        if run is not None and given:  # the default prompts are training captions already
+            from .text.retrieval import snap_prompts
+
+            texts, out.notes = snap_prompts(prompts, run, mcfg, nearest_caption)
+        out.text, out.prompt_rows = prompt_cond(texts, n, mcfg.text_encoder)
         out.prompts = prompts
     else:
         out.labels = round_robin_labels(n, mcfg.num_classes, label)

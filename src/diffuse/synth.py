@@ -52,9 +52,11 @@ def read_prompt_classes(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str | torch.device = "cpu",
-          progress: Callable[[int], None] | None = None, prompts: Path | None = None) -> dict:
+          progress: Callable[[int], None] | None = None, prompts: Path | None = None, nearest_caption: bool = True,
+          log: Callable[[str], None] = print) -> dict:
     """Write (or complete) the synthetic dataset; returns {"written", "kept", "total"}. Text models take
-    ``prompts`` (see read_prompt_classes), or prompt each of their classes by name."""
+    ``prompts`` (see read_prompt_classes; conditioned on their nearest training captions unless ``nearest_caption``
+    is off, text/retrieval.py), or prompt each of their classes by name."""
     if per_class <= 0:
         raise UserError(f"--per-class must be a positive integer, got {per_class}")
     model, mcfg = load_model(Path(run), device)
@@ -64,22 +66,34 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
         from .text.captions import canonical_prompt
 
         if prompts is not None:
+            from .text.retrieval import snap_prompts
+
             names, class_prompts = read_prompt_classes(prompts)
+            flat = [p for ps in class_prompts for p in ps]
+            texts, notes = snap_prompts(flat, Path(run), mcfg, nearest_caption)
+            for line in notes:
+                log(line)
+            it = iter(texts)
+            class_texts = [[next(it) for _ in ps] for ps in class_prompts]  # what each class is conditioned on
         elif mcfg.class_names:
             names, class_prompts = mcfg.class_names, [[canonical_prompt(c)] for c in mcfg.class_names]
+            class_texts = class_prompts
         else:
             raise UserError("this text model has no class names: pass --prompts FILE")
     elif mcfg.num_classes == 0:
         raise UserError("synth needs a class- or text-conditional model (train with --cond class or --cond text)")
     else:
         names, class_prompts = mcfg.class_names, None
+        class_texts = None
     scfg.validate(True)
     out = Path(out)
     settings = {"run": str(Path(run).resolve()), "per_class": per_class, **asdict(scfg),
-                "guidance": scfg.guidance_for(True, text=mcfg.cond == "text"), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts}
+                "guidance": scfg.guidance_for(True, text=mcfg.cond == "text"), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts,
+                "conditioned_on": class_texts}
     settings.pop("batch_size"), settings.pop("precision")
     if (out / "synth.json").exists():
         old = read_json(out / "synth.json", "synth settings")
+        old.setdefault("conditioned_on", old.get("prompts"))  # sets from before nearest-caption conditioning
         diff = sorted(k for k in settings if old.get(k) != settings[k])
         if diff:
             raise UserError(f"{out} was made with other settings ({', '.join(diff)} differ); use another --out to make a new set")
@@ -91,20 +105,21 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     total = per_class * len(names)
     files = [Path(dirs[i // per_class]) / f"{i:06d}.png" for i in range(total)]
     labels = torch.arange(total) // per_class
-    image_prompts = [class_prompts[int(labels[i])][(i % per_class) % len(class_prompts[int(labels[i])])]
-                     for i in range(total)] if class_prompts else None
+    pick = lambda per: [per[int(labels[i])][(i % per_class) % len(per[int(labels[i])])] for i in range(total)]  # noqa: E731
+    image_prompts, image_texts = (pick(class_prompts), pick(class_texts)) if class_prompts else (None, None)
+    snapped = image_texts != image_prompts
     bank = None
-    if image_prompts:
+    if image_texts:
         from .text.bank import CaptionBank
 
-        bank = CaptionBank.build(image_prompts, mcfg.text_encoder, cache=False)
+        bank = CaptionBank.build(image_texts, mcfg.text_encoder, cache=False)
     written = 0
     for start in range(0, total, scfg.batch_size):
         stop = min(start + scfg.batch_size, total)
         missing = [i for i in range(start, stop) if not (out / files[i]).is_file()]
         if missing:
             if bank is not None:
-                text = bank.cond(bank.index(image_prompts[start:stop]))
+                text = bank.cond(bank.index(image_texts[start:stop]))
                 images = generate(model, stop - start, scfg, offset=start, text=text)  # [b, C, H, W] uint8
             else:
                 images = generate(model, stop - start, scfg, labels[start:stop], offset=start)
@@ -115,9 +130,10 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
             progress(stop - start)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["file", "label", "class_name", "seed", "sampler", "steps", "guidance"] + (["prompt"] if image_prompts else []))
+    extra = (["prompt"] if image_prompts else []) + (["caption"] if snapped else [])  # caption: what it was conditioned on
+    w.writerow(["file", "label", "class_name", "seed", "sampler", "steps", "guidance"] + extra)
     for i in range(total):
         w.writerow([files[i].as_posix(), int(labels[i]), names[int(labels[i])], scfg.seed, scfg.sampler, scfg.steps,
-                    settings["guidance"]] + ([image_prompts[i]] if image_prompts else []))
+                    settings["guidance"]] + ([image_prompts[i]] if image_prompts else []) + ([image_texts[i]] if snapped else []))
     atomic_write_bytes(out / "manifest.csv", buf.getvalue().encode())
     return {"written": written, "kept": total - written, "total": total}

@@ -30,6 +30,7 @@ from ..losses import denoising_loss
 from ..model import RUN_FORMAT, ModelConfig, attach_codec, build_denoiser, read_run_config
 from ..nets import dit_preset, preset
 from ..text.bank import augment, cond_to, index_cond, training_text
+from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .config import TrainConfig
@@ -209,6 +210,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     lo, hi = d.rank * (b // d.world), (d.rank + 1) * (b // d.world)  # this rank's slice of every global batch
     grid_labels = round_robin_labels(10 * max(nc, 1) if nc else 64, nc)
     text = training_text(ds, cfg) if cfg.cond == "text" else None  # (bank, choices, group of each image)
+    if text is not None and d.is_writer:  # for nearest-caption conditioning at sampling time (text/retrieval.py)
+        save_training_captions(run, text[0].texts, cfg.text_encoder)
     grid_extra = _grid_conditions(mcfg, ds, text)
     stop = StopOnSignal().__enter__()  # Ctrl-C / SIGTERM: finish the step, save, exit
     t_start, loss_acc, n_acc, nan_streak, last_loss = time.monotonic() - seconds, 0.0, 0, 0, float("nan")
