@@ -43,7 +43,7 @@ class _bar:
 _SAMPLER = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m")
 _STEPS = typer.Option(10, help="sampler steps (heun costs 2 evaluations per step)")
 _SCHEDULE = typer.Option("karras", help="karras (no wasted step at sigma_min) | edm (Karras Eq. 5 exactly) | vp (DDPM timesteps)")
-_GUIDANCE = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default: 3 for class models, 5 for text models)")
+_GUIDANCE = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default 3 for conditional models)")
 _NEAREST = typer.Option(True, "--nearest-caption/--raw-prompt",
                         help="text models: condition on each prompt's nearest training caption (printed), or on the raw prompt")
 _SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i)")
