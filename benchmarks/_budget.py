@@ -25,7 +25,7 @@ def train_or_reuse(cfg: TrainConfig, reuse: bool, log=print) -> dict[str, Any]:
     if reuse and (run / "model.safetensors").is_file():
         log(f"reusing {run}")
     else:
-        log(f"training {run} for {cfg.minutes} min ...")
+        log(f"training {run} for " + (f"{cfg.minutes} min ..." if cfg.minutes is not None else f"{cfg.steps} steps ..."))
         t0 = time.monotonic()
         train(cfg)
         log(f"  done in {time.monotonic() - t0:.0f} s" + (" (the budget excludes encoding the data to latents)" if cfg.latent else ""))
@@ -46,11 +46,11 @@ def gflop_per_sample(model: torch.nn.Module, shape: tuple[int, ...], cond: Any =
     return fc.get_total_flops() / 2 / 1e9
 
 
-def measure(run: Path, n: int, out_png: Path, log=print) -> dict[str, Any]:
-    """Params, GFLOP/sample, FID/accuracy of n samples at the default sampler, and the sampling seconds."""
+def measure(run: Path, n: int, out_png: Path, log=print, scfg: SampleConfig | None = None) -> dict[str, Any]:
+    """Params, GFLOP/sample, FID/accuracy of n samples at the default sampler (or ``scfg``), and the sampling seconds."""
     model, mcfg = load_model(run)
     labels = torch.zeros(2, dtype=torch.long) if mcfg.num_classes else None
-    res = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, SampleConfig(), log)
+    res = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg or SampleConfig(), log)
     save_grid(out_png, res.pop("images")[:100], res.pop("labels")[:100])
     codec = getattr(model, "codec", None)
     decode_gflop = 0.0
