@@ -36,6 +36,13 @@ from diffuse.text.bank import CaptionBank  # noqa: E402
 from diffuse.text.retrieval import snap_prompts  # noqa: E402
 
 
+def heldout_prompts(path: Path, class_names: list[str], per_prompt: int) -> tuple[list[list[str]], torch.Tensor, torch.Tensor]:
+    """(rows [class, prompt], intended class of each prompt [P], prompt index of each sample [P * per_prompt])."""
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    classes = {c: i for i, c in enumerate(class_names)}
+    return rows, torch.tensor([classes[c] for c, _ in rows]), torch.arange(len(rows)).repeat_interleave(per_prompt)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -48,11 +55,9 @@ def main() -> None:
     args = ap.parse_args()
 
     model, mcfg = load_model(args.run)
-    rows = [line.split("\t") for line in args.prompts.read_text().splitlines() if line.strip()]
-    classes = {c: i for i, c in enumerate(mcfg.class_names)}
-    prompts, intended = [r[1] for r in rows], torch.tensor([classes[r[0]] for r in rows])
     k = args.per_prompt
-    which = torch.arange(len(prompts)).repeat_interleave(k)  # sample j uses prompt which[j]
+    rows, intended, which = heldout_prompts(args.prompts, mcfg.class_names, k)  # sample j uses prompt which[j]
+    prompts = [p for _, p in rows]
     texts, notes = snap_prompts(prompts, args.run, mcfg, enabled=not args.raw_prompt)
     print("\n".join(notes), flush=True)
     bank = CaptionBank.build(texts, mcfg.text_encoder, cache=False)

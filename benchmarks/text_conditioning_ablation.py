@@ -27,6 +27,7 @@ from diffuse.metrics.classifier import get_classifier, predict  # noqa: E402
 from diffuse.model import load_model  # noqa: E402
 from diffuse.text.bank import CaptionBank  # noqa: E402
 from diffuse.text.retrieval import training_captions  # noqa: E402
+from text_adherence import heldout_prompts  # noqa: E402
 
 
 def main() -> None:
@@ -38,10 +39,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model, mcfg = load_model(args.run)
-    rows = [line.split("\t") for line in args.prompts.read_text().splitlines() if line.strip()]
-    classes = {c: i for i, c in enumerate(mcfg.class_names)}
-    which = torch.arange(len(rows)).repeat_interleave(args.per_prompt)
-    intended = torch.tensor([classes[c] for c, _ in rows])
+    rows, intended, which = heldout_prompts(args.prompts, mcfg.class_names, args.per_prompt)
     captions = training_captions(args.run, mcfg)
     train = CaptionBank.build(captions, mcfg.text_encoder)
     asked = CaptionBank.build([p for _, p in rows], mcfg.text_encoder, cache=False)

@@ -115,7 +115,7 @@ def training_text(ds: Any, cfg: Any) -> tuple[CaptionBank, CaptionChoices, torch
     """(bank, choices, group of each image) for a text model: captions from the class names of a labelled
     dataset, or per image from ``cfg.captions`` (image folders)."""
     from ..errors import UserError
-    from .captions import class_captions, read_captions_file
+    from .captions import captions_of_classes, class_captions, read_captions_file
 
     if cfg.captions:
         if ds.files is None:
@@ -124,5 +124,5 @@ def training_text(ds: Any, cfg: Any) -> tuple[CaptionBank, CaptionChoices, torch
         bank = CaptionBank.build([t for caps in per_image for t in caps], cfg.text_encoder)
         return bank, CaptionChoices([bank.index(c).tolist() for c in per_image]), torch.arange(len(ds))
     per_class = [class_captions(n) for n in ds.class_names]
-    bank = CaptionBank.build([t for caps in per_class for t in caps], cfg.text_encoder)
+    bank = CaptionBank.build(captions_of_classes(ds.class_names), cfg.text_encoder)
     return bank, CaptionChoices([bank.index(c).tolist() for c in per_class]), ds.labels

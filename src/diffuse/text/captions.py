@@ -61,6 +61,11 @@ def class_captions(name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def captions_of_classes(names: list[str]) -> list[str]:
+    """The distinct training captions of a labelled dataset with these class names, in caption-bank order."""
+    return list(dict.fromkeys(t for name in names for t in class_captions(name)))
+
+
 def canonical_prompt(name: str) -> str:
     """The plain prompt used to score a text model per class: 'a photo of a <first synonym>'."""
     return _article(f"a photo of a {_words(name)[0]}")

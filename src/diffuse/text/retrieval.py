@@ -5,9 +5,10 @@ them in the encoder's space: on Fashion-MNIST the nearest training caption of a 
 distance of 0.85 (unit vectors), while training captions sit 0.35 from their nearest neighbour. The pooled sentence
 embedding still ranks the right captions first (the nearest training caption has the prompt's class for 28 of the 30
 held-out prompts), but the cross-attended token states of unseen words mislead the U-Net
-(benchmarks/text_conditioning_ablation.py, w = 3: 53.8% of samples in the intended class from the raw prompt, 86.3%
-from the prompt's pooled embedding with its nearest caption's token states, 87.7% from the nearest caption). So by default `sample`/`synth` map each prompt to its nearest training caption by cosine of the pooled
-embeddings and report the mapping; ``--raw-prompt`` conditions on the prompt's own encoding. The idea is
+(benchmarks/text_conditioning_ablation.py, w = 3: 53.8% of samples in the intended class from the raw prompt,
+86.3% from the prompt's pooled embedding with its nearest caption's token states, 87.7% from the nearest caption).
+So by default `sample`/`synth` map each prompt to its nearest training caption by cosine of the pooled embeddings
+and report the mapping; ``--raw-prompt`` conditions on the prompt's own encoding. The idea is
 retrieval-augmented generation at its simplest (Blattmann et al. 2022, "Retrieval-Augmented Diffusion Models";
 Sheynin et al. 2022, "kNN-Diffusion"). The cost: a prompt can only mean what some training caption means.
 
@@ -38,9 +39,9 @@ def training_captions(run: Path, mcfg: Any) -> list[str] | None:
     cfg = read_json(Path(run) / "config.json", "run config").get("train", {})
     if mcfg.cond != "text" or not mcfg.class_names or cfg.get("captions"):
         return None
-    from .captions import class_captions
+    from .captions import captions_of_classes
 
-    return list(dict.fromkeys(t for name in mcfg.class_names for t in class_captions(name)))
+    return captions_of_classes(mcfg.class_names)
 
 
 def nearest_captions(prompts: list[str], captions: list[str], encoder: str) -> list[tuple[str, float]]:
