@@ -63,3 +63,12 @@ def measure(run: Path, n: int, out_png: Path, log=print, scfg: SampleConfig | No
     return {"decode_gflop_per_sample": decode_gflop, "params": sum(p.numel() for p in model.net.parameters()),
             "ae_params": sum(p.numel() for p in codec.ae.parameters()) if codec else 0,
             "gflop_per_sample": gflop_per_sample(model, mcfg.net_shape, labels), "eval": res}
+
+
+def contestant(cfg: TrainConfig, reuse: bool, n: int, out_png: Path, scfg: SampleConfig | None = None,
+               **fields: Any) -> dict[str, Any]:
+    """One row of a same-budget benchmark: train (or reuse) cfg, then measure it; ``fields`` label the row."""
+    t0 = time.monotonic()
+    info = train_or_reuse(cfg, reuse)
+    info["wall_seconds"] = time.monotonic() - t0
+    return {**fields, "train": info, **measure(Path(cfg.out), n, out_png, scfg=scfg)}

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _budget import measure, train_or_reuse
+from _budget import contestant
 
 from diffuse.train import TrainConfig
 
@@ -31,8 +31,7 @@ def main() -> None:
     for arch in ("unet", "dit"):
         cfg = TrainConfig(data="fashion-mnist", cond="class", arch=arch, minutes=args.minutes, out=str(out / arch),
                           sample_every=10**9, checkpoint_every=10**9)
-        info = train_or_reuse(cfg, args.reuse)
-        rows.append({"model": arch, "train": info, **measure(out / arch, args.n, out / f"{arch}.png")})
+        rows.append(contestant(cfg, args.reuse, args.n, out / f"{arch}.png", model=arch))
     e0 = rows[0]["eval"]
     print(f"\nFashion-MNIST, {args.minutes:g} min of training each, n={args.n}, DPM-Solver++(2M) 10 steps, guidance 3; FID in the "
           f"domain classifier's features (real-data floor at this n: {e0['fid_real']:.2f})\n")

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from _budget import measure, train_or_reuse
+from _budget import contestant
 
 from diffuse.train import TrainConfig
 from diffuse.train.autoencoder import AETrainConfig, train_autoencoder
@@ -51,10 +50,7 @@ def main() -> None:
             run = out / f"{kind}{size}"
             cfg = TrainConfig(data="fashion-mnist", cond="class", image_size=resize, latent=str(ae) if kind == "latent" else None,
                               minutes=args.minutes, out=str(run), sample_every=10**9, checkpoint_every=10**9)
-            t0 = time.monotonic()
-            info = train_or_reuse(cfg, args.reuse)
-            info["wall_seconds"] = time.monotonic() - t0
-            rows.append({"size": size, "model": kind, "train": info, **measure(run, args.n, out / f"{kind}{size}.png")})
+            rows.append(contestant(cfg, args.reuse, args.n, out / f"{kind}{size}.png", size=size, model=kind))
     rows.sort(key=lambda r: (r["size"], r["model"] != "pixel"))
     print(f"\nFashion-MNIST, class-conditional U-Net (preset fmnist), {args.minutes:g} min of training each, n={args.n}, "
           "DPM-Solver++(2M) 10 steps, guidance 3; FID in the domain classifier's features\n")

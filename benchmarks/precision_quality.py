@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _budget import measure, train_or_reuse
+from _budget import contestant
 
 from diffuse.generate import SampleConfig
 from diffuse.train import TrainConfig
@@ -36,10 +36,9 @@ def main() -> None:
     for name, precision, seed in RUNS:
         cfg = TrainConfig(data="fashion-mnist", cond="class", steps=args.steps, seed=seed, precision=precision,
                           out=str(out / name), sample_every=10**9, checkpoint_every=10**9)
-        info = train_or_reuse(cfg, args.reuse)
-        m = measure(out / name, args.n, out / f"{name}.png", scfg=SampleConfig(precision=precision))
-        rows.append({"name": name, "precision": precision, "seed": seed, "train": info, **m})
-        print(f"{name}: FID {m['eval']['fid']:.2f}", flush=True)
+        rows.append(contestant(cfg, args.reuse, args.n, out / f"{name}.png", SampleConfig(precision=precision),
+                               name=name, precision=precision, seed=seed))
+        print(f"{name}: FID {rows[-1]['eval']['fid']:.2f}", flush=True)
     a, b, h = rows
     e0 = a["eval"]
     print(f"\nFashion-MNIST, {args.steps} steps each (batch 128), n={args.n}, DPM-Solver++(2M) 10 steps, guidance 3; FID in the "

@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -63,39 +63,52 @@ def _median_time(fn, reps: int, device: torch.device = torch.device("cpu")) -> f
     return statistics.median(ts)
 
 
-def measure(kind: str, precision: str, what: str, reps: int = 5, device: str = "cpu") -> dict[str, Any]:
-    """One measurement in this process: ``train``, ``infer`` or ``sample``, on ``device``."""
-    from .generate import autocast
+def _model(kind: str, cpu: torch.device) -> torch.nn.Module:
     from .precond import Precond, PrecondConfig
-    from .samplers import ddim
-    from .schedules import karras_sigmas
-    from .train.ema import ema_update
 
     torch.manual_seed(0)
-    bf16 = precision == "bf16"
-    cpu = torch.device(device)  # the device everything runs on
     if cpu.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     net = _build(kind).to(cpu, memory_format=torch.channels_last)
-    model = Precond(net, PrecondConfig(param="eps", noise_input="vp_t") if kind == "diffusers" else PrecondConfig()).to(cpu)
+    return Precond(net, PrecondConfig(param="eps", noise_input="vp_t") if kind == "diffusers" else PrecondConfig()).to(cpu)
+
+
+def train_step(kind: str, precision: str = "fp32", device: str = "cpu", b: int = 128) -> Callable[[], None]:
+    """One training step of ``kind`` as the benchmark times it: forward, backward, fused AdamW, EMA, batch ``b``."""
+    from .generate import autocast
+    from .train.ema import ema_update
+
+    cpu, bf16 = torch.device(device), precision == "bf16"
+    model = _model(kind, cpu)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    x = torch.randn(b, 1, 28, 28, device=cpu).contiguous(memory_format=torch.channels_last)
+    labels, sigma = torch.randint(0, 10, (b,), device=cpu), torch.rand(b, device=cpu) * 5 + 0.01
+
+    def step() -> None:
+        with autocast(cpu, bf16):
+            loss = (model(x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x), sigma, labels).float() - x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema_update(ema, model, 0.999)
+
+    return step
+
+
+def measure(kind: str, precision: str, what: str, reps: int = 5, device: str = "cpu") -> dict[str, Any]:
+    """One measurement in this process: ``train``, ``infer`` or ``sample``, on ``device``."""
+    from .generate import autocast
+    from .samplers import ddim
+    from .schedules import karras_sigmas
+
+    bf16 = precision == "bf16"
+    cpu = torch.device(device)  # the device everything runs on
     out: dict[str, Any] = {"model": kind, "precision": precision, "what": what}
     if what == "train":
-        b = 128
-        ema = copy.deepcopy(model).requires_grad_(False)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        x = torch.randn(b, 1, 28, 28, device=cpu).contiguous(memory_format=torch.channels_last)
-        labels, sigma = torch.randint(0, 10, (b,), device=cpu), torch.rand(b, device=cpu) * 5 + 0.01
-
-        def step():
-            with autocast(cpu, bf16):
-                loss = (model(x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x), sigma, labels).float() - x).pow(2).mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            ema_update(ema, model, 0.999)
-
-        out["img_per_s"] = b / _median_time(step, reps, cpu)
+        out["img_per_s"] = 128 / _median_time(train_step(kind, precision, device, 128), reps, cpu)
     elif what == "infer":
+        model = _model(kind, cpu)
         b = 256
         x = torch.randn(b, 1, 28, 28, device=cpu).contiguous(memory_format=torch.channels_last)
         labels, sigma = torch.randint(0, 10, (b,), device=cpu), torch.ones(b, device=cpu)
@@ -107,7 +120,7 @@ def measure(kind: str, precision: str, what: str, reps: int = 5, device: str = "
 
         out["img_per_s"] = b / _median_time(fwd, reps, cpu)
     else:
-        model.eval()
+        model = _model(kind, cpu).eval()
         sigmas = karras_sigmas(50, 0.01, 80.0)
         z, labels = torch.randn(64, 1, 28, 28, device=cpu), torch.arange(64, device=cpu) % 10
 
