@@ -229,10 +229,10 @@ def read_ae_config(ae_dir: Path) -> dict[str, Any]:
 
 
 def ae_config_from(d: dict[str, Any], source: Path) -> AEConfig:
-    try:
-        return AEConfig(**d)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{source} holds an autoencoder config this version does not understand ({e})") from None
+    """The autoencoder's config from its JSON, every field's type checked (typed.py)."""
+    from .typed import from_json
+
+    return from_json(AEConfig, d, f"{source} (model)")
 
 
 def load_codec(ae_dir: Path, device: str | torch.device = "cpu") -> LatentCodec:

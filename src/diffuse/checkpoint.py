@@ -21,24 +21,50 @@ from .errors import UserError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder)."""
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync of the folder). A failed write (disk
+    full, read-only, no permission) removes its temp file, leaves the old ``path`` as it was, and raises one
+    UserError line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
+        tmp = None
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e} (what was there before is unchanged)") from None
     finally:
-        os.close(dfd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def open_log(path: Path):
+    """Open an append-only JSON-lines log; a torn last line (the process was killed mid-write) is cut first, so
+    the next record starts on a line of its own."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size:
+            with open(path, "rb+") as f:
+                data = f.read()
+                if not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+        return open(path, "a")
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def all_finite(module: torch.nn.Module) -> bool:
+    """Whether every parameter and buffer of ``module`` is finite (no NaN or inf)."""
+    return all(bool(torch.isfinite(t).all()) for t in (*module.parameters(), *module.buffers()) if t.is_floating_point())
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -50,6 +50,9 @@ _SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i
 _BATCH = typer.Option(256, help="images per forward batch")
 _PRECISION = typer.Option("auto", help="auto | bf16 | fp32")
 _DEVICE = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
+# Every trainer's time-based checkpoints (train/rundir.py: CheckpointClock).
+_CHECKPOINT_MINUTES = typer.Option(5.0, help="also checkpoint when this many minutes passed since the last checkpoint, "
+                                             "so a kill loses at most that much")
 
 
 @app.command()
@@ -84,6 +87,7 @@ def train(
     seed: int = typer.Option(0),
     sample_every: int = typer.Option(1000, help="write a sample grid every N steps"),
     checkpoint_every: int = typer.Option(1000, help="checkpoint every N steps"),
+    checkpoint_minutes: float = _CHECKPOINT_MINUTES,
     log_every: int = typer.Option(50, help="append to metrics.jsonl every N steps"),
     resume: bool = typer.Option(False, help="continue the run in --out where it stopped"),
     device: str = _DEVICE,
@@ -99,7 +103,7 @@ def train(
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
                       warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, steps=steps, minutes=minutes,
                       seed=seed, precision=precision, log_every=log_every, sample_every=sample_every,
-                      checkpoint_every=checkpoint_every)
+                      checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
     bar = None
 
     def progress(rec: dict) -> None:
@@ -379,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (UserError, ValueError) as e:  # ValueError: config validation inside the library
         typer.echo(f"error: {e}", err=True)
+        return 2
+    except OSError as e:  # the file system said no (disk full, read-only, permissions) somewhere not wrapped above
+        where = f"{e.filename}: " if e.filename else ""
+        typer.echo(f"error: {where}{e.strerror or e}", err=True)
+        return 2
+    except MemoryError:
+        typer.echo("error: out of memory: use a smaller --batch-size or --n", err=True)
         return 2
     except aborts:
         typer.echo("aborted", err=True)

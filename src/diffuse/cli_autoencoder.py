@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .cli import app
+from .cli import _CHECKPOINT_MINUTES, app
 
 
 @app.command("train-autoencoder")
@@ -26,6 +26,8 @@ def train_autoencoder(
     batch_size: int = typer.Option(64, help="batch size"),
     lr: float = typer.Option(1e-3, help="AdamW learning rate"),
     seed: int = typer.Option(0),
+    checkpoint_every: int = typer.Option(1000, help="checkpoint every N steps"),
+    checkpoint_minutes: float = _CHECKPOINT_MINUTES,
     resume: bool = typer.Option(False, help="continue the autoencoder in --out where it stopped"),
 ) -> None:
     """Train a KL-regularised autoencoder; reports test PSNR, classifier accuracy on reconstructions and rFID."""
@@ -35,7 +37,8 @@ def train_autoencoder(
     overrides = {} if latent_channels is None else {"latent_channels": latent_channels}
     cfg = AETrainConfig(data=data, data_dir=data_dir, image_size=image_size, out=out or f"runs/ae-{data}", preset=preset,
                         overrides=overrides, kl_weight=kl_weight, adv_weight=adv_weight, adv_start=adv_start, batch_size=batch_size,
-                        lr=lr, steps=steps, minutes=minutes, seed=seed)
+                        lr=lr, steps=steps, minutes=minutes, seed=seed, checkpoint_every=checkpoint_every,
+                        checkpoint_minutes=checkpoint_minutes)
     bar = None
 
     def progress(rec: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -110,15 +111,41 @@ def check_prompts(prompts: list[str]) -> None:
             raise UserError("empty prompt: give each --prompt some text")
 
 
-def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm") -> tuple[dict, torch.Tensor]:
+def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm") -> tuple["TextRows", torch.Tensor]:
     """The text condition of n samples cycling through ``prompts`` (sample i gets prompt i mod P), and the prompt
-    index of each sample [n]. Each distinct prompt is encoded once."""
+    index of each sample [n]. Each distinct prompt is encoded once and held once (TextRows), whatever n is."""
     from .text.bank import CaptionBank
+
+    from .text.bank import TextRows
 
     check_prompts(prompts)
     bank = CaptionBank.build(prompts, encoder, cache=False)
     which = torch.arange(n) % len(prompts)
-    return bank.cond(bank.index([prompts[i] for i in which.tolist()])), which
+    return TextRows(bank.cond(bank.index(prompts)), which), which
+
+
+def check_sampling_memory(model: Precond, n: int, b: int, shape: tuple[int, ...], guided: bool, cond1, codec,
+                          device: torch.device) -> None:
+    """Refuse (one line) a request whose peak memory cannot fit: the network's traced activation peak at the batch
+    it will see (doubled by guidance), the sampler's few copies of the batch, the decoder of a latent model, and
+    the n uint8 results held until they are written."""
+    from . import memory
+
+    def at(batch: int, t):
+        return None if t is None else (t.expand(batch, *t.shape[1:]) if len(t) == 1 else t)
+
+    nb = 2 * b if guided else b
+    cond = {k: at(nb, v) for k, v in cond1.items()} if isinstance(cond1, dict) else at(nb, cond1)
+    x = torch.empty(nb, *shape, device="meta")
+    peak = memory.forward_peak_bytes(model, x, torch.empty(nb, device="meta"), cond)
+    if codec is not None:
+        z = torch.empty(b, *shape, device="meta")
+        peak = max(peak, memory.forward_peak_bytes(codec.ae, z, method="decode"))
+        shape = codec.image_shape
+    per_item = math.prod(shape)
+    need = int(memory.OVERHEAD * peak) + 8 * 4 * b * per_item + 2 * n * per_item
+    memory.check_fits(need, f"sampling {n} items of shape {'x'.join(map(str, shape))} in batches of {b}", device,
+                      "lower --batch-size, or ask for fewer at a time (--n)")
 
 
 def initial_noise(seed: int, first: int, n: int, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -172,6 +199,9 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         denoiser = cfg_wrap(model, cfg.guidance_for(True), class_null(num_classes))
     sampler = get_sampler(cfg.sampler)
     bf16 = use_bf16(cfg.precision, device)
+    guided = (text is not None or bool(num_classes)) and cfg.guidance_for(True, text=text is not None) not in (0.0, 1.0)
+    check_sampling_memory(model, n, min(cfg.batch_size, n), (c, h, w), guided,
+                          cond_to(index_cond(text if text is not None else labels, slice(0, 1)), "cpu"), codec, device)
     out = []
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)

@@ -49,3 +49,47 @@ def save_grid(path: Path, images: torch.Tensor, labels: torch.Tensor | None = No
         images, ncol = class_rows(images, labels), ncol or per_class
     scale = max(1, 64 // images.shape[-1])
     save_png(path, make_grid(images, ncol, scale=scale))
+
+
+# Images a user hands us are checked against this before decoding: 64 megapixels is far beyond any model here,
+# and Pillow's own decompression-bomb limit (about 179 MP, then an error) would let a 170 MP file through.
+MAX_INPUT_PIXELS = 1 << 26
+
+
+def read_image(path: Path, gray: bool | None, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) -> np.ndarray:
+    """One image file as uint8 [H, W] (``gray``) or [H, W, 3]; ``gray=None`` keeps grayscale files grayscale.
+    Palette, CMYK, alpha (dropped), 16-bit (scaled to 8 bits) and float images are converted; truncated or
+    unreadable files, decompression bombs and non-finite pixels are one UserError line."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from .errors import UserError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels or w < 1 or h < 1:
+                    raise UserError(f"{what} {path} is {w}x{h} pixels; at most {max_pixels:,} pixels are read")
+                im.load()
+                return _to_uint8_array(im, gray, what, path)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {str(e)[:160]}") from None
+
+
+def _to_uint8_array(im, gray: bool | None, what: str, path: Path) -> np.ndarray:
+    from .errors import UserError
+
+    if gray is None:
+        gray = im.mode in ("L", "LA", "1", "I;16", "I;16B", "I;16L", "I", "F")
+    if im.mode.startswith("I") or im.mode == "F":  # 16/32-bit integer or float: scale to 8 bits ourselves
+        arr = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise UserError(f"{what} {path} has non-finite (NaN or inf) pixels")
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+        return arr if gray else np.repeat(arr[..., None], 3, axis=-1)
+    return np.asarray(im.convert("L" if gray else "RGB"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_into, load_tensors, read_json
+from .checkpoint import all_finite, load_into, load_tensors, read_json
 from .errors import UserError
 from .nets import ARCHS, DiT, DiTConfig, UNet, UNetConfig
 from .precond import Precond, PrecondConfig
@@ -67,14 +67,16 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        try:
-            d = dict(d)
-            net_cls = DiTConfig if d.get("arch") == "dit" else UNetConfig
-            net, pre = net_cls(**d.pop("net")), PrecondConfig(**d.pop("precond"))
-            return cls(net=net, precond=pre, **d)
-        except (TypeError, KeyError, ValueError) as e:
-            raise UserError(f"model config is not one this version understands ({e})") from None
+    def from_dict(cls, d: Any, where: str = "model config") -> "ModelConfig":
+        """The config from its JSON (RUN/config.json's "model"), every field's type checked (typed.py)."""
+        from .typed import from_json
+
+        if not isinstance(d, dict):
+            raise UserError(f"{where} must be a JSON object, got {type(d).__name__}")
+        net_cls = DiTConfig if d.get("arch") == "dit" else UNetConfig
+        net = from_json(net_cls, d.get("net", {}), f"{where}: net")
+        pre = from_json(PrecondConfig, d.get("precond", {}), f"{where}: precond")
+        return from_json(cls, d, where, net=net, precond=pre)
 
     def fingerprint(self) -> str:
         """A short hash of the architecture, stored in weight files to catch a checkpoint from another model."""
@@ -85,10 +87,21 @@ class ModelConfig:
 
 
 def build_denoiser(cfg: ModelConfig) -> Precond:
-    """The network wrapped in its preconditioning: a module implementing D(x, sigma, cond) -> x0_hat."""
+    """The network wrapped in its preconditioning: a module implementing D(x, sigma, cond) -> x0_hat. The network
+    is first built on the meta device (no memory), so a config whose weights cannot fit, or that describes no
+    buildable network, is one UserError line."""
     if cfg.arch not in ARCHS:
         raise UserError(f"unknown model architecture {cfg.arch!r}; this version has: {', '.join(ARCHS)}")
-    return Precond(DiT(cfg.net) if cfg.arch == "dit" else UNet(cfg.net), cfg.precond)
+    make = lambda: Precond(DiT(cfg.net) if cfg.arch == "dit" else UNet(cfg.net), cfg.precond)  # noqa: E731
+    try:
+        with torch.device("meta"):
+            nbytes = sum(t.numel() * t.element_size() for t in make().state_dict().values())
+        from .memory import check_fits
+
+        check_fits(3 * nbytes, f"a {cfg.arch} of {nbytes / 4e6:.0f}M parameters", hint="its config describes a network too large")
+        return make()
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError, IndexError) as e:
+        raise UserError(f"the model config describes no network this version can build ({str(e).splitlines()[0][:160]})") from None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
@@ -105,12 +118,14 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Precond, ModelConfig]:
     """Rebuild the denoiser of a run and load its EMA weights; one-line errors for every bad case."""
     run_dir = Path(run_dir)
-    cfg = ModelConfig.from_dict(read_run_config(run_dir)["model"])
+    cfg = ModelConfig.from_dict(read_run_config(run_dir).get("model"), f"{run_dir / 'config.json'}: model")
     tensors, meta = load_tensors(run_dir / "model.safetensors", "model weights")
     if meta.get("fingerprint") not in (None, cfg.fingerprint()):
         raise UserError(f"{run_dir / 'model.safetensors'} was saved by a different model than {run_dir / 'config.json'} describes")
     model = build_denoiser(cfg)
     load_into(model.net, tensors, run_dir / "model.safetensors")
+    if not all_finite(model.net):
+        raise UserError(f"{run_dir / 'model.safetensors'} holds NaN/inf weights: it cannot sample (retrain, or restore a good copy)")
     model = model.to(device).eval().requires_grad_(False)
     if cfg.latent is not None:
         attach_codec(model, run_codec(run_dir, cfg, device))

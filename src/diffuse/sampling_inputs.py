@@ -4,6 +4,8 @@ a mask, a low-res image. Every bad input is one UserError line."""
 from __future__ import annotations
 
 import io
+import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from .checkpoint import atomic_write_bytes
 from .data import to_model_space
 from .errors import UserError
 from .generate import prompt_cond, round_robin_labels
-from .images import save_grid
+from .images import read_image, save_grid
 from .model import ModelConfig
 
 
@@ -27,19 +29,12 @@ def read_images(path: Path, channels: int, what: str) -> torch.Tensor:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arr = z["images"]
-        except Exception as e:  # a corrupt archive, no 'images' array, or an object array
-            raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {e}") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # corrupt, no 'images', object array
+            raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {str(e)[:160]}") from None
         if arr.ndim != 4 or arr.dtype != np.uint8 or arr.shape[-1] != channels:
             raise UserError(f"{what} {path}: 'images' must be uint8 [N, H, W, {channels}], got {arr.dtype} {list(arr.shape)}")
         return torch.from_numpy(arr.copy()).permute(0, 3, 1, 2).contiguous()
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"cannot read {what} {path}: {e}") from None
+    arr = read_image(path, channels == 1, what)
     arr = arr[..., None] if arr.ndim == 2 else arr
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].contiguous()
 
@@ -64,9 +59,7 @@ class Conditions:
         return self.labels[lo:hi] if self.labels is not None else None
 
     def slice_text(self, lo: int, hi: int):
-        from .text.bank import index_cond
-
-        return index_cond(self.text, slice(lo, hi))
+        return None if self.text is None else self.text.shard(lo, hi)
 
     def slice_edit(self, lo: int, hi: int):
         from .editing import Edit
@@ -90,6 +83,10 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         if not prompts:
             raise UserError(f"{prompts_file} holds no prompts")
     c_img, size = mcfg.image_shape[0], mcfg.image_shape[-1]
+    from .memory import check_fits
+
+    # before anything of size n is made: the n results (uint8) and their per-item labels or prompt rows
+    check_fits(n * (math.prod(mcfg.image_shape) + 16), f"{n} samples", hint="ask for fewer at a time (--n)")
     if prompts and mcfg.cond != "text":
         raise UserError(f"--prompt needs a text-conditional model (train with --cond text); this one is cond={mcfg.cond}")
     if label is not None and mcfg.cond == "text":

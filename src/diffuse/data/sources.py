@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ FASHION_FILES = {
 }
 FASHION_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+MAX_CLASSES = 100_000
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -73,7 +75,7 @@ def _fashion_dir(data_dir: str | None) -> Path:
                     out.write(r.read())
                 tmp.replace(cache / f)
         return cache
-    except Exception:
+    except OSError:  # no network (urllib's URLError is an OSError), a refused download, or a read-only cache
         raise UserError(
             "Fashion-MNIST not found. Either (1) pass --data-dir DIR or set DIFFUSE_DATA to a folder holding the four "
             "IDX .gz files, (2) install the Debian package: apt-get install dataset-fashion-mnist "
@@ -95,7 +97,9 @@ def load_fashion_mnist(split: str, data_dir: str | None = None) -> ImageDataset:
 def load_image_folder(root: Path, image_size: int | None = None) -> ImageDataset:
     """A folder of images; sub-folders are classes (sorted by name). Images are resized to ``image_size``
     (default: the first image's size, which must then be square) and kept grayscale if all are grayscale."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from ..images import read_image
 
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     groups = [(i, sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_EXTS)) for i, d in enumerate(subdirs)]
@@ -104,18 +108,19 @@ def load_image_folder(root: Path, image_size: int | None = None) -> ImageDataset
     files = [(f, i) for i, fs in groups for f in fs]
     if not files:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {root}")
-    pil, labels = [], []
-    for f, i in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                pil.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise UserError(f"cannot read image {f}: {e}") from None
-        labels.append(i)
-    gray = all(im.mode in ("L", "1", "I;16", "I") for im in pil)
-    size = image_size or pil[0].size[0]
-    arr = np.stack([np.asarray(im.convert("L" if gray else "RGB").resize((size, size), Image.BICUBIC)) for im in pil])
+    arrays = [read_image(f, None, "image") for f, _ in files]  # uint8 [H, W] (grayscale) or [H, W, 3]
+    labels = [i for _, i in files]
+    gray = all(a.ndim == 2 for a in arrays)
+    size = image_size or arrays[0].shape[1]
+    from ..memory import check_fits
+
+    check_fits(len(arrays) * size * size * (1 if gray else 3) * 2, f"{len(arrays)} images at {size}x{size}", hint="use --image-size")
+
+    def fit(a: np.ndarray) -> np.ndarray:
+        a = a if gray or a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1)
+        return np.asarray(Image.fromarray(a).resize((size, size), Image.BICUBIC))
+
+    arr = np.stack([fit(a) for a in arrays])
     t = torch.from_numpy(arr)
     t = t[:, None] if gray else t.permute(0, 3, 1, 2)
     has_labels = bool(subdirs)
@@ -131,20 +136,29 @@ def load_npz(path: Path) -> ImageDataset:
                 raise UserError(f"{path} has no 'images' array (found: {', '.join(z.files)})")
             images = z["images"]
             labels = z["labels"] if "labels" in z else None
-            names = [str(s) for s in z["class_names"]] if "class_names" in z else None
-    except (OSError, ValueError) as e:
+            names = [str(s) for s in np.atleast_1d(z["class_names"])] if "class_names" in z else None
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as e:  # corrupt archive, object arrays
         raise UserError(f"cannot read {path}: {e}") from None
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or images.shape[1] != images.shape[2]:
-        raise UserError(f"{path}: images must be [N, H, W] or [N, H, W, C] with H == W, got {images.shape}")
-    if images.dtype != np.uint8:
-        images = np.clip(np.round(images.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    if images.ndim != 4 or images.shape[1] != images.shape[2] or not len(images) or images.shape[-1] not in (1, 3):
+        raise UserError(f"{path}: images must be [N, H, W] or [N, H, W, C] with N > 0, H == W and C 1 or 3, got {images.shape}")
+    if images.dtype.kind == "f":
+        if not np.isfinite(images).all():
+            raise UserError(f"{path}: images hold non-finite values (NaN or inf)")
+        images = np.clip(np.round(images.astype(np.float64) * 255), 0, 255).astype(np.uint8)  # float images are in [0, 1]
+    elif images.dtype.kind in "iu" and images.dtype != np.uint8:
+        if images.min() < 0 or images.max() > 255:
+            raise UserError(f"{path}: integer images must be 0..255 (got {images.min()}..{images.max()}); store uint8 or floats in [0, 1]")
+        images = images.astype(np.uint8)
+    elif images.dtype != np.uint8:
+        raise UserError(f"{path}: images must be uint8, integers 0..255 or floats in [0, 1], not {images.dtype}")
     t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     if labels is None:
         return ImageDataset(t, None, [], path.stem)
-    lab = torch.from_numpy(np.asarray(labels).astype(np.int64))
-    if len(lab) != len(t) or lab.min() < 0:
-        raise UserError(f"{path}: labels must be {len(t)} non-negative integers")
+    labels = np.asarray(labels)
+    if labels.shape != (len(t),) or labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= MAX_CLASSES:
+        raise UserError(f"{path}: labels must be {len(t)} integers in 0..{MAX_CLASSES - 1}, got {labels.dtype} {list(labels.shape)}")
+    lab = torch.from_numpy(labels.astype(np.int64))
     k = int(lab.max()) + 1
     return ImageDataset(t, lab, names if names and len(names) >= k else [str(i) for i in range(k)], path.stem)

@@ -21,6 +21,7 @@ def zero_init(m: nn.Module) -> nn.Module:
     """Set every parameter of m to zero (output layers of residual branches start as the identity)."""
     for p in m.parameters():
         nn.init.zeros_(p)
+    m.zero_initialised = True  # read by later init passes (a flag, not a look at the values: works on the meta device)
     return m
 
 

@@ -145,7 +145,7 @@ class DiT(nn.Module):
         self.ada_out = zero_init(nn.Linear(w, 2 * w))
         self.out = zero_init(nn.Linear(w, p * p * cfg.out_channels))
         for m in self.modules():  # DiT's init: Xavier-uniform linears (the zero-initialised ones stay zero)
-            if isinstance(m, nn.Linear) and m.weight.abs().sum() > 0:
+            if isinstance(m, nn.Linear) and not getattr(m, "zero_initialised", False):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 

@@ -42,18 +42,42 @@ def augment(cond: TextCond, scale: float, generator: torch.Generator | None = No
     return {**cond, "pooled": torch.nn.functional.normalize(noisy, dim=-1), "tokens": tok}
 
 
+class TextRows:
+    """The text condition of n samples without n rows of token states in memory: row i is ``table``'s row
+    ``ids[i]`` (a few distinct prompts shared by many samples). Rows are gathered per batch by ``index_cond``."""
+
+    def __init__(self, table: TextCond, ids: torch.Tensor):
+        self.table, self.ids = table, ids  # table: [P, ...] per prompt; ids: [n] into it
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def shard(self, lo: int, hi: int) -> "TextRows":
+        """Samples lo .. hi - 1, still lazy."""
+        return TextRows(self.table, self.ids[lo:hi])
+
+    def rows(self, idx: Any) -> TextCond:
+        ids = self.ids[idx]
+        return {k: v[ids] for k, v in self.table.items()}
+
+
 def index_cond(cond: Any, idx: Any) -> Any:
-    """cond[idx] for a tensor, a text-condition dict or None."""
+    """cond[idx] for a tensor, a text-condition dict, TextRows (gathered into a dict) or None."""
     if cond is None:
         return None
+    if isinstance(cond, TextRows):
+        return cond.rows(idx)
     if isinstance(cond, dict):
         return {k: v[idx] for k, v in cond.items()}
     return cond[idx]
 
 
 def cond_to(cond: Any, device: torch.device | str) -> Any:
+    """The condition on ``device`` (TextRows are gathered first)."""
     if cond is None:
         return None
+    if isinstance(cond, TextRows):
+        cond = cond.rows(slice(None))
     if isinstance(cond, dict):
         return {k: v.to(device) for k, v in cond.items()}
     return cond.to(device)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,10 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..autoencoder import AE_FORMAT, AE_PRESETS, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
-from ..checkpoint import load_into, load_tensors, save_tensors, write_json
+from ..checkpoint import all_finite, load_into, load_tensors, open_log, save_tensors, write_json
 from ..data import ImageDataset, batch_index, load_dataset, resize_dataset, resize_images, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..images import save_grid
+from ..typed import from_json
+from .config import check_finite
+from .rundir import CheckpointClock, RunLock, check_checkpoint_minutes, start_mode
 from .stop import StopOnSignal
 
 
@@ -54,6 +57,7 @@ class AETrainConfig:
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000
+    checkpoint_minutes: float | None = 5.0  # also checkpoint when this much time passed since the last one
     max_nan_steps: int = 10
 
     def validate(self) -> None:
@@ -66,10 +70,14 @@ class AETrainConfig:
             (self.steps is None or self.steps > 0, f"--steps must be a positive integer, got {self.steps}"),
             (self.minutes is None or self.minutes > 0, f"--minutes must be positive, got {self.minutes}"),
             (self.image_size is None or self.image_size >= 4, f"--image-size must be >= 4, got {self.image_size}"),
+            (min(self.log_every, self.checkpoint_every) > 0, "--log-every and --checkpoint-every must be positive"),
+            (self.adv_start >= 0 and self.warmup_steps >= 0, "--adv-start and --warmup-steps must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
+        check_checkpoint_minutes(self.checkpoint_minutes)
+        check_finite(self)
 
 
 class PatchDiscriminator(nn.Module):
@@ -99,21 +107,26 @@ def _model_config(cfg: AETrainConfig, ds: ImageDataset) -> AEConfig:
 def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callable[[dict], None] | None = None,
                       log: Callable[[str], None] = print) -> dict:
     """Train (or resume) the autoencoder in ``cfg.out``; returns the evaluation report. Ctrl-C saves and returns."""
+    if not resume:
+        cfg.validate()  # every flag checked before the disk is touched
+    with RunLock(Path(cfg.out), create=not resume):
+        return _train_autoencoder(cfg, resume, progress, log)
+
+
+def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dict], None] | None,
+                       log: Callable[[str], None]) -> dict:
     out = Path(cfg.out)
-    if resume:
+    mode = start_mode(out, resume, what="autoencoder")
+    if mode != "fresh":
         saved = read_ae_config(out)
-        budget = {k: getattr(cfg, k) for k in ("steps", "minutes") if getattr(cfg, k) is not None}
-        cfg = AETrainConfig(**{**saved["train"], **budget})
-        if not (out / "state" / "state.safetensors").is_file():
-            raise UserError(f"nothing to resume in {out}: no state/state.safetensors")
-    elif (out / "config.json").exists():
-        raise UserError(f"{out} already holds an autoencoder; pass --resume to continue it or choose another --out")
+        budget = {k: getattr(cfg, k) for k in ("steps", "minutes", "checkpoint_minutes") if getattr(cfg, k) is not None}
+        cfg = replace(from_json(AETrainConfig, saved.get("train"), f"{out / 'config.json'}: train"), **budget)
     if cfg.steps is None and cfg.minutes is None:
         cfg.steps = 2000
     cfg.validate()
     ds = load_dataset(cfg.data, "train", cfg.data_dir, cfg.image_size)
     mcfg = _model_config(cfg, ds)
-    if resume and ae_config_from(saved["model"], out / "config.json") != mcfg:
+    if mode != "fresh" and ae_config_from(saved.get("model"), out / "config.json") != mcfg:
         raise UserError(f"{out / 'config.json'} describes a different autoencoder than this version builds from it")
     torch.manual_seed(cfg.seed)
     ae = Autoencoder(mcfg)
@@ -122,14 +135,16 @@ def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callab
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     doc = {"format": AE_FORMAT, "model": asdict(mcfg), "train": asdict(cfg)}
     step, seconds = 0, 0.0
-    if resume:
+    if mode == "resume":
         step, seconds = _load_state(out, ae, disc, opt, opt_d, mcfg)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", doc)
+        if mode == "fresh":
+            write_json(out / "config.json", doc)
+        _save_state(out, ae, disc, opt, opt_d, mcfg, 0, 0.0)  # step 0: from here on a killed run resumes
+    clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
     pixels = mcfg.in_channels * mcfg.image_size**2
     t0, acc, nan_streak = time.monotonic() - seconds, [], 0
-    metrics = open(out / "metrics.jsonl", "a")
+    metrics = open_log(out / "metrics.jsonl")
     try:
         with StopOnSignal() as stop:
             while not stop.requested:
@@ -176,8 +191,9 @@ def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callab
                     acc = []
                     if progress is not None:
                         progress({**rec_, "total_steps": cfg.steps, "total_seconds": 60 * cfg.minutes if cfg.minutes else None})
-                if step % cfg.checkpoint_every == 0:
+                if clock.due(step):  # every N steps or M minutes
                     _save_state(out, ae, disc, opt, opt_d, mcfg, step, time.monotonic() - t0)
+                    clock.saved()
             interrupted = stop.requested
     finally:
         metrics.close()
@@ -193,6 +209,9 @@ def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callab
 
 
 def _save_state(out: Path, ae: Autoencoder, disc: nn.Module, opt, opt_d, mcfg: AEConfig, step: int, seconds: float) -> None:
+    if not (all_finite(ae) and all_finite(disc)):  # a NaN in the weights never reaches a checkpoint
+        raise UserError(f"the autoencoder's weights became NaN/inf by step {step}, so they were not saved; the last good "
+                        f"checkpoint in {out} is kept: try a lower --lr, then --resume")
     tensors = {f"ae.{k}": v for k, v in ae.state_dict().items()}
     tensors.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
     groups = {}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..losses import WEIGHTINGS
 from ..precond import PARAMETERIZATIONS
+from .rundir import check_checkpoint_minutes
 
 
 @dataclass
@@ -55,10 +58,19 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 1000
     checkpoint_every: int = 1000
+    checkpoint_minutes: float | None = 5.0  # also checkpoint when this much time passed since the last one
     max_nan_steps: int = 10
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_saved(cls, saved: Any, source: Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+        """The config saved in RUN/config.json ("train"), every field's type checked, with ``overrides`` applied."""
+        from ..typed import from_json
+
+        cfg = from_json(cls, saved, f"{source}: train")
+        return replace(cfg, **(overrides or {}))
 
     def resolved(self) -> "TrainConfig":
         """A copy with the recipe defaults filled in and every value checked (one-line errors)."""
@@ -107,6 +119,15 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
+        check_checkpoint_minutes(self.checkpoint_minutes)
+        check_finite(self)
+
+
+def check_finite(cfg: Any) -> None:
+    """Every float setting of a config dataclass is a finite number (a NaN or inf flag is refused, not trained on)."""
+    for k, v in asdict(cfg).items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
 
 
 # Per-dataset defaults. The Fashion-MNIST recipe is the one benchmarks/fmnist_recipe.py measures.

@@ -8,9 +8,11 @@ checkpoints, exact resume, a wall-clock budget, sample grids and metrics.jsonl.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import schedules
-from ..checkpoint import atomic_write_bytes, load_into, load_tensors, save_tensors, write_json
+from ..checkpoint import all_finite, atomic_write_bytes, load_into, load_tensors, open_log, save_tensors, write_json
 from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
@@ -35,6 +37,7 @@ from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
+from .rundir import CheckpointClock, RunLock, start_mode
 from .stop import StopOnSignal
 
 
@@ -120,6 +123,10 @@ def _save(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, s
     sums = D.gather(d, _checksum(model))
     if not d.is_writer:
         return
+    bad = [name for name, m in (("weights", model), ("EMA weights", ema)) if not all_finite(m)]
+    if bad:  # a NaN that reached the weights never reaches a checkpoint or model.safetensors
+        raise UserError(f"the {' and '.join(bad)} became NaN/inf by step {step}, so they were not saved; the last good "
+                        f"checkpoint in {run} is kept: try a lower --lr, then --resume")
     tensors = {f"net.{k}": v for k, v in model.net.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.net.state_dict().items()})
     osd = opt.state_dict()
@@ -162,29 +169,33 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     same batch; rank 0 alone writes."""
     run = Path(cfg.out)
     d, device = D.setup(torch.device(device))
-    if resume:
+    if not resume:
+        cfg = cfg.resolved()  # every flag checked before the disk is touched
+    with RunLock(run, create=not resume) if d.is_writer else contextlib.nullcontext():
+        return _train(cfg, run, resume, progress, d, device)
+
+
+def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict], None] | None, d: D.Dist,
+           device: torch.device) -> TrainResult:
+    mode = start_mode(run, resume)
+    if mode != "fresh":  # the run's own configuration; a new budget (--steps / --minutes) may extend it
         saved = read_run_config(run)
-        overrides = {k: getattr(cfg, k) for k in ("steps", "minutes") if getattr(cfg, k) is not None}
-        cfg = TrainConfig(**{**saved["train"], **overrides}).resolved()
-        if not (run / "state" / "state.safetensors").is_file():
-            raise UserError(f"nothing to resume in {run}: no state/state.safetensors (start it without --resume)")
-    else:
-        cfg = cfg.resolved()
-        if (run / "state" / "state.safetensors").exists() or (run / "config.json").exists():
-            raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+        overrides = {k: getattr(cfg, k) for k in ("steps", "minutes", "checkpoint_minutes") if getattr(cfg, k) is not None}
+        cfg = TrainConfig.from_saved(saved.get("train"), run / "config.json", overrides).resolved()
     if cfg.batch_size % d.world:
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
     D.barrier(d)  # every rank has checked the run directory before rank 0 writes into it
     ds = load_dataset(cfg.data, "train", cfg.data_dir, cfg.image_size)
-    codec = _codec(cfg, ds, run if resume else None, device)
+    codec = _codec(cfg, ds, run if mode != "fresh" else None, device)
     mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None)
     if codec is not None:
         mcfg.latent["fingerprint"] = codec.fingerprint
-        if resume and (saved["model"].get("latent") or {}).get("fingerprint") != codec.fingerprint:
+        if mode != "fresh" and (saved["model"].get("latent") or {}).get("fingerprint") != codec.fingerprint:
             raise UserError(f"{run / 'autoencoder'} is not the autoencoder this run was trained with")
         lat = codec.posterior(to_model_space(ds.images))  # normalised posterior (mean, std) of every image, once
-    if resume and ModelConfig.from_dict(saved["model"]).fingerprint() != mcfg.fingerprint():
+    if mode != "fresh" and ModelConfig.from_dict(saved.get("model")).fingerprint() != mcfg.fingerprint():
         raise UserError(f"{run / 'config.json'} describes a different model than this version builds from it")
+    batch_index(len(ds), cfg.batch_size, 0, cfg.seed)  # a batch larger than the data is refused before anything is written
     torch.manual_seed(cfg.seed)
     model = build_denoiser(mcfg).to(device).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -192,16 +203,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
         attach_codec(ema, codec)  # the sample grids decode
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                             **({"fused": True} if device.type in ("cpu", "cuda") else {}))
-    step, nimg, seconds = 0, 0, 0.0
-    if resume:
-        meta = _load(run, model, ema, opt, mcfg)
-        step, nimg, seconds = meta["step"], meta["nimg"], meta["seconds"]
-    elif d.is_writer:
-        run.mkdir(parents=True, exist_ok=True)
-        if codec is not None:  # the run directory carries its autoencoder, so it stays self-contained
-            for name in ("config.json", "model.safetensors"):
-                atomic_write_bytes(run / "autoencoder" / name, (Path(cfg.latent) / name).read_bytes())
-        write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": cfg.to_dict()})
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if d.enabled else model
     bf16 = use_bf16(cfg.precision, device)
     nc = mcfg.num_classes
@@ -213,10 +214,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
     if text is not None and d.is_writer:  # for nearest-caption conditioning at sampling time (text/retrieval.py)
         save_training_captions(run, text[0].texts, cfg.text_encoder)
     grid_extra = _grid_conditions(mcfg, ds, text)
+    step, nimg, seconds = 0, 0, 0.0
+    clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
+    if mode == "resume":
+        meta = _load(run, model, ema, opt, mcfg)
+        step, nimg, seconds = meta["step"], meta["nimg"], meta["seconds"]
+    else:
+        if mode == "restart" and d.is_writer:
+            print(f"{run} was stopped before its first checkpoint: starting it from step 0 with its saved configuration",
+                  file=sys.stderr)
+        if mode == "fresh" and d.is_writer:
+            if codec is not None:  # the run directory carries its autoencoder, so it stays self-contained
+                for name in ("config.json", "model.safetensors"):
+                    atomic_write_bytes(run / "autoencoder" / name, (Path(cfg.latent) / name).read_bytes())
+            write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": cfg.to_dict()})
+        # the step-0 checkpoint: from here on a killed run resumes, and `sample` during training has weights to read
+        _save(run, model, ema, opt, 0, 0, 0.0, mcfg, d)
     stop = StopOnSignal().__enter__()  # Ctrl-C / SIGTERM: finish the step, save, exit
     t_start, loss_acc, n_acc, nan_streak, last_loss = time.monotonic() - seconds, 0.0, 0, 0, float("nan")
     t_log, nimg_log = time.monotonic(), nimg
-    log = open(run / "metrics.jsonl", "a") if d.is_writer else None
+    log = open_log(run / "metrics.jsonl") if d.is_writer else None
     interrupted = False
     try:
         while True:
@@ -281,8 +298,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], Non
                     progress({**rec, "total_steps": cfg.steps, "total_seconds": cfg.minutes * 60 if cfg.minutes else None})
             if d.is_writer and step % cfg.sample_every == 0:
                 _grid(run, ema, step, grid_labels, grid_extra)
-            if step % cfg.checkpoint_every == 0:
+            if D.any_flag(d, clock.due(step), device):  # every N steps or M minutes; every rank decides alike
                 _save(run, model, ema, opt, step, nimg, time.monotonic() - t_start, mcfg, d)
+                clock.saved()
                 _event(log, {"event": "checkpoint", "step": step})
     except KeyboardInterrupt:
         interrupted = True
