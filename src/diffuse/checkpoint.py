@@ -35,16 +35,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e} (what was there before is unchanged)") from None
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+    try:  # make the rename durable; best effort: some file systems cannot fsync a folder, and the file is in place
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
 
 
 def open_log(path: Path):
