@@ -13,3 +13,14 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 def _cache(tmp_path_factory, monkeypatch):
     """Keep classifier caches of tests away from the user's cache, shared across one test session."""
     monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzzing harness's case count and findings (tests/fuzz_harness.py), when it ran."""
+    import sys
+
+    harness = sys.modules.get("fuzz_harness")
+    if harness is not None and harness.STATS.cases:
+        terminalreporter.write_line(harness.report())
+        for f in harness.STATS.findings[:50]:
+            terminalreporter.write_line("  " + f)

@@ -52,10 +52,15 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
         raise UserError(f"--n must be at least 2 for FID, got {n}")
     if features not in FEATURES:
         raise UserError(f"unknown --features {features!r}; choose classifier or inception")
-    if "cas" in metrics and (cas_per_class <= 0 or cas_steps <= 0):
+    if cas_per_class <= 0 or cas_steps <= 0:  # every flag is checked, whether or not its metric was asked for
         raise UserError(f"--cas-per-class and --cas-steps must be positive, got {cas_per_class} and {cas_steps}")
-    if "bpd" in metrics and (bpd_n <= 0 or ode_steps <= 0 or (vlb_steps is not None and vlb_steps < 2)):
+    if bpd_n <= 0 or ode_steps <= 0 or (vlb_steps is not None and vlb_steps < 2):
         raise UserError(f"--bpd-n and --ode-steps must be positive and --vlb-steps at least 2, got {bpd_n}, {ode_steps}, {vlb_steps}")
+    from ..memory import check_fits
+
+    per_item = 8 * 28 * 28 * 3  # a generous bound on one sample, its label and its features while being scored
+    check_fits(max(n, cas_per_class * 1000 if "cas" in metrics else 0) * per_item, f"evaluating {n} samples",
+               hint="ask for fewer (--n, --cas-per-class)")
     inception = None
     if features == "inception" and set(metrics) & {"fid", "kid", "pr"}:
         from .inception import load_inception
