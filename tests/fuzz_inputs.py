@@ -44,9 +44,11 @@ def image_files(draw, size: int = 8) -> tuple[bytes, str]:
     w = draw(st.sampled_from([size, size, 1, size + 1, 3 * size]))
     h = draw(st.sampled_from([size, size, 1, size - 1]))
     arr = np.random.default_rng(draw(st.integers(0, 9))).integers(0, 255, (h, w, 4), dtype=np.uint8)
-    im = Image.fromarray(arr, "RGBA").convert("RGB").convert(mode) if mode not in ("I;16", "I", "F") else \
-        Image.fromarray((arr[..., 0].astype(np.uint16) * 257).astype(np.uint16), "I;16").convert(mode) if mode != "I;16" else \
-        Image.fromarray((arr[..., 0].astype(np.uint16) * 257).astype(np.uint16), "I;16")
+    if mode in ("I;16", "I", "F"):  # 16-bit, 32-bit integer and float images from their own arrays
+        wide = arr[..., 0].astype(np.uint16) * 257
+        im = Image.fromarray({"I;16": wide, "I": wide.astype(np.int32), "F": wide.astype(np.float32)}[mode])
+    else:
+        im = Image.fromarray(arr, "RGBA").convert("RGB").convert(mode)
     if mode == "F" and draw(st.booleans()):
         a = np.asarray(im, dtype=np.float32).copy()
         a[0, 0] = np.nan
@@ -67,6 +69,14 @@ def npz_files(draw, size: int = 8) -> bytes:
     """.npz archives: every dtype, rank and label form, object arrays, empty and corrupt archives."""
     if draw(st.integers(0, 9)) == 0:
         return draw(st.sampled_from([b"", b"PK\x03\x04garbage", b"\x93NUMPY", bytes(100)]))
+    if draw(st.integers(0, 2)) == 0:  # a valid archive, so the accepting path is exercised too
+        n = draw(st.sampled_from([1, 2, 20]))
+        shape = (n, size, size) if draw(st.booleans()) else (n, size, size, 1)
+        rng = np.random.default_rng(n)
+        images = rng.integers(0, 256, shape).astype(np.uint8) if draw(st.booleans()) else rng.random(shape).astype(np.float32)
+        buf = io.BytesIO()
+        np.savez(buf, images=images, **({"labels": np.arange(n) % 3} if draw(st.booleans()) else {}))
+        return buf.getvalue()
     rank = draw(st.sampled_from([3, 3, 4, 4, 1, 2, 5]))
     n = draw(st.sampled_from([0, 1, 2, 20, 40]))
     shape = [n] + [draw(st.sampled_from([size, size, 1, 3, size + 1])) for _ in range(rank - 1)]
@@ -79,7 +89,7 @@ def npz_files(draw, size: int = 8) -> bytes:
     else:
         scale = {"uint8": 255, "int16": draw(st.sampled_from([255, 30000, -5])), "int64": 255, "bool": 1}.get(dtype, 1)
         images = (rng.random(shape) * scale).astype(dtype)
-        if dtype.startswith("float") and draw(st.booleans()):
+        if dtype.startswith("float") and images.size and draw(st.booleans()):
             images.flat[0] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e30]))
     arrays = {draw(st.sampled_from(["images", "images", "images", "pictures"])): images}
     lab = draw(st.sampled_from(["none", "ok", "float", "negative", "huge", "2d", "short", "strings"]))
@@ -124,15 +134,15 @@ def safetensors_mutations(draw, good: bytes) -> bytes:
         tensors[k] = tensors[k].to(draw(st.sampled_from([torch.float16, torch.int32, torch.bool, torch.float64, torch.uint8])))
     elif how == "shape":
         t = tensors[k]
-        tensors[k] = t.reshape(-1) if t.dim() > 1 else torch.cat([t, t])
+        tensors[k] = t.reshape(-1) if t.dim() > 1 else torch.cat([t.reshape(-1), t.reshape(-1)])
     elif how == "drop":
         del tensors[k]
     elif how == "extra":
         tensors["surprise.weight"] = torch.zeros(3)
     elif how in ("nan", "inf"):
-        t = tensors[k].clone().float()
-        t.view(-1)[0] = float("nan") if how == "nan" else float("inf")
-        tensors[k] = t
+        t = tensors[k].clone().float().reshape(-1)
+        t[:1] = float("nan") if how == "nan" else float("inf")
+        tensors[k] = t.reshape(tensors[k].shape)
     elif how == "meta_not_dict":
         meta = {"json": draw(st.sampled_from(["[1, 2]", "3", "null", '"s"']))}
     elif how == "meta_bad_json":

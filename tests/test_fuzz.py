@@ -29,12 +29,28 @@ def fuzz(n: int):
 def golden(tmp_path_factory):
     run = tmp_path_factory.mktemp("fuzz") / "golden"
     train(TrainConfig(out=str(run), data="digits", cond="class", steps=2, batch_size=16, preset="tiny", sample_every=10**6))
+    GOLDEN[:] = [run]
     return run
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzzbox") / "box"
+
+
+def target(name: str, n: int, cases):
+    """A pytest test that runs n cases drawn from ``cases`` (a strategy of Case) and fails on any finding."""
+
+    @fuzz(n)
+    @given(case=cases)
+    def run(case, box, golden):
+        run_case(name, case, box, golden)
+
+    def test(box, golden):
+        run(box=box, golden=golden)
+        assert_clean(name)
+
+    return test
 
 
 BAD_INT = st.sampled_from(["0", "-1", "x", "", "1.5", "nan", "1e3", "\u0661", "--"])
@@ -85,19 +101,11 @@ SAMPLE = {**SAMPLING, "--n": flag(st.integers(1, 6), st.one_of(BAD_INT, ABSURD))
           "--resample": flag(st.just(1), st.sampled_from(["2", "0", "-3"]))}
 
 
-@fuzz(320)
-@given(case=st.one_of(command("sample", ["run", "--out", "{box}/o.png"], SAMPLE, ["o.png"]),
-                      command("sample", ["run", "--out", "{box}/o.npz"], SAMPLE, ["o.npz"]),
-                      command("sample", ["run"], {"--out": flag(st.sampled_from(["{box}/sub/o.png"]),
-                                                                  st.sampled_from(["{box}/o.jpg", "{box}/run", "/proc/o.png", ""]))},
-                              ["sub"])))
-def _sample_flags(case, box, golden):
-    run_case("sample-flags", case, box, golden)
-
-
-def test_fuzz_sample_flags(box, golden):
-    _sample_flags(box=box, golden=golden)
-    assert_clean("sample-flags")
+test_fuzz_sample_flags = target("sample-flags", 320, st.one_of(
+    command("sample", ["run", "--out", "{box}/o.png"], SAMPLE, ["o.png"]),
+    command("sample", ["run", "--out", "{box}/o.npz"], SAMPLE, ["o.npz"]),
+    command("sample", ["run"], {"--out": flag(st.sampled_from(["{box}/sub/o.png"]),
+                                              st.sampled_from(["{box}/o.jpg", "{box}/run", "/proc/o.png", ""]))}, ["sub"])))
 
 
 EVAL = {**SAMPLING, "--n": flag(st.integers(2, 12), st.one_of(BAD_INT, ABSURD)),
@@ -109,30 +117,15 @@ EVAL_FIXED = ["run", "--n", "8", "--steps", "2", "--cas-per-class", "2", "--cas-
               "--ode-steps", "2"]
 
 
-@fuzz(80)
-@given(case=command("eval", EVAL_FIXED, EVAL, []))
-def _eval_flags(case, box, golden):
-    run_case("eval-flags", case, box, golden)
-
-
-def test_fuzz_eval_flags(box, golden):
-    _eval_flags(box=box, golden=golden)
-    assert_clean("eval-flags")
+test_fuzz_eval_flags = target("eval-flags", 80, command("eval", EVAL_FIXED, EVAL, []))
 
 
 SYNTH = {**SAMPLING, "--per-class": flag(st.integers(1, 2), st.one_of(BAD_INT, ABSURD)),
          "--prompts": flag(st.nothing(), st.just("{box}/run/config.json"))}
 
 
-@fuzz(60)
-@given(case=command("synth", ["run", "--per-class", "1", "--steps", "1", "--out", "{box}/syn"], SYNTH, ["syn"]))
-def _synth_flags(case, box, golden):
-    run_case("synth-flags", case, box, golden)
-
-
-def test_fuzz_synth_flags(box, golden):
-    _synth_flags(box=box, golden=golden)
-    assert_clean("synth-flags")
+test_fuzz_synth_flags = target("synth-flags", 60, command("synth", ["run", "--per-class", "1", "--steps", "1", "--out", "{box}/syn"],
+                                                         SYNTH, ["syn"]))
 
 
 TRAIN = {
@@ -153,17 +146,10 @@ TRAIN = {
 }
 
 
-@fuzz(140)
-@given(case=st.one_of(command("train", ["--steps", "1", "--preset", "tiny", "--out", "{box}/new"], TRAIN, ["new"], k=5),
-                      command("train", ["--out", "{box}/run", "--resume", "--steps", "3"],
-                              {k: TRAIN[k] for k in ("--minutes", "--checkpoint-minutes", "--steps")}, ["run"])))
-def _train_flags(case, box, golden):
-    run_case("train-flags", case, box, golden)
-
-
-def test_fuzz_train_flags(box, golden):
-    _train_flags(box=box, golden=golden)
-    assert_clean("train-flags")
+test_fuzz_train_flags = target("train-flags", 140, st.one_of(
+    command("train", ["--steps", "1", "--preset", "tiny", "--out", "{box}/new"], TRAIN, ["new"], k=5),
+    command("train", ["--out", "{box}/run", "--resume", "--steps", "3"],
+            {k: TRAIN[k] for k in ("--minutes", "--checkpoint-minutes", "--steps")}, ["run"])))
 
 
 AE = {"--steps": flag(st.integers(1, 2)), "--batch-size": flag(st.sampled_from([4, 16])), "--lr": flag(st.just(1e-3), BAD_FLOAT),
@@ -173,65 +159,45 @@ AE = {"--steps": flag(st.integers(1, 2)), "--batch-size": flag(st.sampled_from([
       "--image-size": flag(st.just(8), st.sampled_from(["2", "-8", "100000"]))}
 
 
-@fuzz(40)
-@given(case=command("train-autoencoder", ["--steps", "1", "--out", "{box}/ae"], AE, ["ae"]))
-def _ae_flags(case, box, golden):
-    run_case("autoencoder-flags", case, box, golden)
+test_fuzz_autoencoder_flags = target("autoencoder-flags", 40, command("train-autoencoder", ["--steps", "1", "--out", "{box}/ae"], AE, ["ae"]))
 
 
-def test_fuzz_autoencoder_flags(box, golden):
-    _ae_flags(box=box, golden=golden)
-    assert_clean("autoencoder-flags")
+GOLDEN: list = []  # the golden run's path, set by its fixture: the file strategies below mutate its files
 
 
-@fuzz(130)
-@given(data=st.data())
-def _config(data, box, golden):
-    good = json.loads((golden / "config.json").read_text())
-    body = data.draw(config_mutations(good))
-    cmd = data.draw(st.sampled_from([["sample", "run", "--n", "2", "--steps", "1", "--out", "{box}/o.png"],
-                                     ["train", "--out", "{box}/run", "--resume", "--steps", "3"],
-                                     ["eval", "run", "--n", "4", "--steps", "1", "--metrics", "acc"]]))
-    run_case("config.json", Case(cmd, {"run/config.json": body}, writes=["o.png", "run"], label="config"), box, golden)
+@st.composite
+def config_cases(draw):
+    body = draw(config_mutations(json.loads((GOLDEN[0] / "config.json").read_text())))
+    cmd = draw(st.sampled_from([["sample", "run", "--n", "2", "--steps", "1", "--out", "{box}/o.png"],
+                                ["train", "--out", "{box}/run", "--resume", "--steps", "3"],
+                                ["eval", "run", "--n", "4", "--steps", "1", "--metrics", "acc"]]))
+    return Case(cmd, {"run/config.json": body}, writes=["o.png", "run"], label="config")
 
 
-def test_fuzz_config_json(box, golden):
-    _config(box=box, golden=golden)
-    assert_clean("config.json")
-
-
-@fuzz(130)
-@given(data=st.data())
-def _weights(data, box, golden):
-    which = data.draw(st.sampled_from(["model.safetensors", "model.safetensors", "state/state.safetensors"]))
-    body = data.draw(safetensors_mutations((golden / which).read_bytes()))
+@st.composite
+def weights_cases(draw):
+    which = draw(st.sampled_from(["model.safetensors", "model.safetensors", "state/state.safetensors"]))
+    body = draw(safetensors_mutations((GOLDEN[0] / which).read_bytes()))
     cmd = (["sample", "run", "--n", "2", "--steps", "1", "--out", "{box}/o.png"] if which == "model.safetensors"
            else ["train", "--out", "{box}/run", "--resume", "--steps", "3"])
-    run_case("safetensors", Case(cmd, {f"run/{which}": body}, writes=["o.png", "run"], label=which), box, golden)
+    return Case(cmd, {f"run/{which}": body}, writes=["o.png", "run"], label=which)
 
 
-def test_fuzz_safetensors(box, golden):
-    _weights(box=box, golden=golden)
-    assert_clean("safetensors")
-
-
-@fuzz(120)
-@given(data=st.data())
-def _images(data, box, golden):
-    img, suffix = data.draw(image_files())
-    use = data.draw(st.sampled_from(["init", "mask", "folder"]))
+@st.composite
+def image_cases(draw):
+    img, suffix = draw(image_files())
+    use = draw(st.sampled_from(["init", "mask", "folder"]))
     if use == "folder":  # one hostile file among good ones in a training folder
         files = {f"data/a/{i}.png": _good_png(i) for i in range(3)} | {f"data/b/{i}.png": _good_png(i + 3) for i in range(2)}
         files[f"data/b/x{suffix}"] = img
         cmd = ["train", "--data", "{box}/data", "--cond", "class", "--steps", "1", "--batch-size", "2", "--preset", "tiny",
                "--image-size", "8", "--out", "{box}/new"]
-        case = Case(cmd, files, writes=["new"], label=f"folder{suffix}")
-    else:
-        files = {f"in{suffix}": img, "good.png": _good_png(0)}
-        cmd = ["sample", "run", "--n", "2", "--steps", "2", "--out", "{box}/o.png", "--init",
-               f"{{box}}/in{suffix}" if use == "init" else "{box}/good.png"] + (["--mask", f"{{box}}/in{suffix}"] if use == "mask" else ["--strength", "0.5"])
-        case = Case(cmd, files, writes=["o.png"], label=f"{use}{suffix}")
-    run_case("images", case, box, golden)
+        return Case(cmd, files, writes=["new"], label=f"folder{suffix}")
+    files = {f"in{suffix}": img, "good.png": _good_png(0)}
+    init = f"{{box}}/in{suffix}" if use == "init" else "{box}/good.png"
+    extra = ["--mask", f"{{box}}/in{suffix}"] if use == "mask" else ["--strength", "0.5"]
+    return Case(["sample", "run", "--n", "2", "--steps", "2", "--out", "{box}/o.png", "--init", init, *extra], files,
+                writes=["o.png"], label=f"{use}{suffix}")
 
 
 def _good_png(i: int) -> bytes:
@@ -245,43 +211,32 @@ def _good_png(i: int) -> bytes:
     return buf.getvalue()
 
 
-def test_fuzz_images(box, golden):
-    _images(box=box, golden=golden)
-    assert_clean("images")
-
-
-@fuzz(120)
-@given(data=st.data())
-def _npz(data, box, golden):
-    body = data.draw(npz_files())
-    if data.draw(st.booleans()):
+@st.composite
+def npz_cases(draw):
+    body = draw(npz_files())
+    if draw(st.booleans()):
         cmd = ["train", "--data", "{box}/x.npz", "--steps", "1", "--batch-size", "2", "--preset", "tiny", "--out", "{box}/new",
-               "--cond", data.draw(st.sampled_from(["none", "class"]))]
-        writes = ["new"]
-    else:
-        cmd, writes = ["sample", "run", "--n", "2", "--steps", "2", "--init", "{box}/x.npz", "--out", "{box}/o.npz"], ["o.npz"]
-    run_case("npz", Case(cmd, {"x.npz": body}, writes=writes, label="npz"), box, golden)
+               "--cond", draw(st.sampled_from(["none", "class"]))]
+        return Case(cmd, {"x.npz": body}, writes=["new"], label="npz")
+    cmd = ["sample", "run", "--n", "2", "--steps", "2", "--init", "{box}/x.npz", "--out", "{box}/o.npz"]
+    return Case(cmd, {"x.npz": body}, writes=["o.npz"], label="npz")
 
 
-def test_fuzz_npz(box, golden):
-    _npz(box=box, golden=golden)
-    assert_clean("npz")
-
-
-@fuzz(50)
-@given(data=st.data())
-def _captions(data, box, golden):
+@st.composite
+def caption_cases(draw):
     names = [f"{i}.png" for i in range(4)]
-    body, suffix = data.draw(captions_files(names))
+    body, suffix = draw(captions_files(names))
     files = {f"data/{n}": _good_png(i) for i, n in enumerate(names)} | {f"caps{suffix}": body}
     cmd = ["train", "--data", "{box}/data", "--cond", "text", "--captions", f"{{box}}/caps{suffix}", "--steps", "1", "--batch-size", "2",
            "--preset", "tiny", "--out", "{box}/new"]
-    run_case("captions", Case(cmd, files, writes=["new"], label=f"captions{suffix}"), box, golden)
+    return Case(cmd, files, writes=["new"], label=f"captions{suffix}")
 
 
-def test_fuzz_captions(box, golden):
-    _captions(box=box, golden=golden)
-    assert_clean("captions")
+test_fuzz_config_json = target("config.json", 130, config_cases())
+test_fuzz_safetensors = target("safetensors", 130, weights_cases())
+test_fuzz_images = target("images", 120, image_cases())
+test_fuzz_npz = target("npz", 120, npz_cases())
+test_fuzz_captions = target("captions", 50, caption_cases())
 
 
 def test_fuzz_ran_at_least_1000_cases():

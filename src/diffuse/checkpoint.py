@@ -82,7 +82,7 @@ def read_json(path: Path, what: str = "file") -> Any:
         raise UserError(f"{what} not found: {path}")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise UserError(f"{what} {path} is not valid JSON ({e})") from None
 
 
@@ -103,8 +103,10 @@ def load_tensors(path: Path, what: str = "checkpoint") -> tuple[dict[str, torch.
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
         meta = json.loads(header.get("__metadata__", {}).get("json", "{}"))
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, RecursionError, AttributeError) as e:
         raise UserError(f"{what} {path} is corrupt or not a safetensors file ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{what} {path} has metadata this version does not understand (not a JSON object)")
     return tensors, meta
 
 
@@ -114,9 +116,42 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
     bad = [k for k in own if k in tensors and tensors[k].shape != own[k].shape]
+    wrong = [k for k in own if k in tensors and own[k].is_floating_point() and not tensors[k].is_floating_point()]
+    if wrong:
+        raise UserError(f"checkpoint {source} holds non-float weights (e.g. {wrong[0]}: {tensors[wrong[0]].dtype})")
     if missing or extra or bad:
         detail = (f"{len(missing)} missing, {len(extra)} unexpected, {len(bad)} mis-shaped tensors"
                   + (f", e.g. {bad[0]}: {tuple(tensors[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}" if bad else "")
                   + (f", e.g. missing {missing[0]}" if missing and not bad else ""))
         raise UserError(f"checkpoint {source} does not match this model's config ({detail})")
     module.load_state_dict(tensors)
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str, groups: Any, source: Path) -> None:
+    """Restore an Adam-family optimizer from ``prefix.<i>.<name>`` tensors and its JSON param groups, checking that
+    every parameter's state is complete and shaped like the parameter (one UserError line otherwise)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith(prefix + "."):
+            _, i, name = k.split(".", 2)
+            if not i.isdigit():
+                raise UserError(f"{source}: unexpected optimizer tensor {k}")
+            state.setdefault(int(i), {})[name] = v
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        st = state.get(i)
+        if st is None and not state:
+            continue  # a step-0 checkpoint: no moments yet
+        ok = st is not None and {"step", "exp_avg", "exp_avg_sq"} <= set(st) and st["step"].numel() == 1 and all(
+            st[k].shape == p.shape and st[k].is_floating_point() for k in ("exp_avg", "exp_avg_sq"))
+        if not ok or not all(bool(torch.isfinite(v.float()).all()) for v in st.values()):
+            raise UserError(f"{source}: the optimizer state of parameter {i} is missing, mis-shaped or not finite (a damaged checkpoint)")
+        for k in ("exp_avg", "exp_avg_sq"):
+            st[k] = st[k].to(p.dtype)
+        st["step"] = st["step"].float().reshape(())
+    if len(state) > len(params):
+        raise UserError(f"{source}: optimizer state for {len(state)} parameters, but the model has {len(params)}")
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise UserError(f"{source}: optimizer state this version does not understand ({str(e)[:120]})") from None

@@ -50,9 +50,7 @@ _SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i
 _BATCH = typer.Option(256, help="images per forward batch")
 _PRECISION = typer.Option("auto", help="auto | bf16 | fp32")
 _DEVICE = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
-# Every trainer's time-based checkpoints (train/rundir.py: CheckpointClock).
-_CHECKPOINT_MINUTES = typer.Option(5.0, help="also checkpoint when this many minutes passed since the last checkpoint, "
-                                             "so a kill loses at most that much")
+_CHECKPOINT_MINUTES = typer.Option(5.0, help="also checkpoint every M minutes (every trainer), so a kill loses at most that much")
 
 
 @app.command()
@@ -385,8 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {e}", err=True)
         return 2
     except OSError as e:  # the file system said no (disk full, read-only, permissions) somewhere not wrapped above
-        where = f"{e.filename}: " if e.filename else ""
-        typer.echo(f"error: {where}{e.strerror or e}", err=True)
+        typer.echo(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
         return 2
     except MemoryError:
         typer.echo("error: out of memory: use a smaller --batch-size or --n", err=True)

@@ -58,6 +58,11 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
         return images
     import torch.nn.functional as F
 
+    from ..memory import check_fits
+
+    check_fits(images.shape[0] * images.shape[1] * size * size * 9, f"{images.shape[0]} images at {size}x{size}",
+               hint="use a smaller --image-size")
+
     x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8)
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..autoencoder import AE_FORMAT, AE_PRESETS, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
-from ..checkpoint import all_finite, load_into, load_tensors, open_log, save_tensors, write_json
+from ..checkpoint import all_finite, load_into, load_optimizer, load_tensors, open_log, save_tensors, write_json
 from ..data import ImageDataset, batch_index, load_dataset, resize_dataset, resize_images, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..images import save_grid
@@ -232,13 +232,11 @@ def _load_state(out: Path, ae: Autoencoder, disc: nn.Module, opt, opt_d, mcfg: A
         raise UserError(f"{path} was saved by a different autoencoder than {out / 'config.json'} describes")
     load_into(ae, {k[3:]: v for k, v in tensors.items() if k.startswith("ae.")}, path)
     load_into(disc, {k[5:]: v for k, v in tensors.items() if k.startswith("disc.")}, path)
+    groups = meta.get("param_groups")
+    if not (isinstance(groups, dict) and isinstance(meta.get("step"), int) and isinstance(meta.get("seconds"), (int, float))):
+        raise UserError(f"{path}: its step / optimizer record is damaged")
     for name, o in (("opt", opt), ("optd", opt_d)):
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith(name + "."):
-                _, i, key = k.split(".", 2)
-                state.setdefault(int(i), {})[key] = v
-        o.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+        load_optimizer(o, tensors, name, groups.get(name), path)
     return int(meta["step"]), float(meta["seconds"])
 
 

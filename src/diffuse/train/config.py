@@ -77,13 +77,15 @@ class TrainConfig:
         c = TrainConfig(**asdict(self))
         recipe = RECIPES.get(c.data, RECIPES["_default"])
         if c.arch == "dit":  # transformers want a lower learning rate than the U-Net recipe's
-            c.preset = c.preset or recipe["dit_preset"]
-            c.lr = c.lr or recipe["dit_lr"]
+            c.preset = recipe["dit_preset"] if c.preset is None else c.preset
+            c.lr = recipe["dit_lr"] if c.lr is None else c.lr
         for k, v in recipe.items():
             if k not in ("default_steps", "dit_preset", "dit_lr") and getattr(c, k) is None:
                 setattr(c, k, v)
-        c.weighting = c.weighting or {"edm": "edm", "eps": "eps", "v": "v", "x0": "x0"}[c.param] if c.param in PARAMETERIZATIONS else None
-        c.sigma_density = c.sigma_density or ("lognormal" if c.param == "edm" else "vp")
+        if c.weighting is None:  # (None means "not given"; an empty string is a wrong value and is refused below)
+            c.weighting = {"edm": "edm", "eps": "eps", "v": "v", "x0": "x0"}.get(c.param)
+        if c.sigma_density is None:
+            c.sigma_density = "lognormal" if c.param == "edm" else "vp"
         if c.steps is None and c.minutes is None:
             c.steps = recipe["default_steps"]
         c.validate()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import schedules
-from ..checkpoint import all_finite, atomic_write_bytes, load_into, load_tensors, open_log, save_tensors, write_json
+from ..checkpoint import all_finite, atomic_write_bytes, load_into, load_optimizer, load_tensors, open_log, save_tensors, write_json
 from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
@@ -81,7 +81,7 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
             lowest = size
             for _ in range(2):
                 lowest = (lowest + 1) // 2
-            net = preset(cfg.preset or "base", attn_resolutions=(lowest,), **extra)
+            net = preset("base" if cfg.preset is None else cfg.preset, attn_resolutions=(lowest,), **extra)
     except (TypeError, ValueError) as e:
         raise UserError(f"bad --model {cfg.arch} settings: {e}") from None
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
@@ -145,12 +145,11 @@ def _load(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, m
         raise UserError(f"{path} was saved by a different model than {run / 'config.json'} describes")
     load_into(model.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, path)
     load_into(ema.net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if not (all_finite(model.net) and all_finite(ema.net)):
+        raise UserError(f"{path} holds NaN/inf weights: it cannot be resumed (restore a good copy, or start a new run)")
+    if not (isinstance(meta.get("step"), int) and isinstance(meta.get("nimg"), int) and isinstance(meta.get("seconds"), (int, float))):
+        raise UserError(f"{path}: its step / nimg / seconds record is damaged")
+    load_optimizer(opt, tensors, "opt", meta.get("param_groups"), path)
     # Give moment buffers their parameter's memory layout (channels_last), as a fresh run has: the fused
     # AdamW kernel walks parameter, gradient and moments in storage order.
     for p, st in opt.state.items():
