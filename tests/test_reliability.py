@@ -129,7 +129,7 @@ def test_checkpoints_are_time_based_too(tmp_path, monkeypatch):
     one = []
     monkeypatch.setattr(ae_mod, "_save_state", lambda out, ae, disc, o, od, m, step, s: (one.append(step), real(out, ae, disc, o, od, m, step, s)))
     train_autoencoder(AETrainConfig(out=str(tmp_path / "ae2"), steps=5, batch_size=16), log=lambda m: None)
-    assert one == [0, 5]  # the default (5 minutes, 1000 steps) does not fire in a 5-step run: step 0 and the end only
+    assert one == [0, 5]  # the default (2 minutes, 1000 steps) does not fire in a 5-step run: step 0 and the end only
 
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES, errno.EROFS])

@@ -50,7 +50,7 @@ _SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i
 _BATCH = typer.Option(256, help="images per forward batch")
 _PRECISION = typer.Option("auto", help="auto | bf16 | fp32")
 _DEVICE = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
-_CHECKPOINT_MINUTES = typer.Option(5.0, help="also checkpoint every M minutes (every trainer), so a kill loses at most that much")
+_CHECKPOINT_MINUTES = typer.Option(2.0, help="also checkpoint every M minutes (every trainer), so a kill loses at most that much")
 
 
 @app.command()

@@ -57,7 +57,7 @@ class AETrainConfig:
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000
-    checkpoint_minutes: float | None = 5.0  # also checkpoint when this much time passed since the last one
+    checkpoint_minutes: float | None = 2.0  # also checkpoint when this much time passed since the last one
     max_nan_steps: int = 10
 
     def validate(self) -> None:

@@ -58,7 +58,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 1000
     checkpoint_every: int = 1000
-    checkpoint_minutes: float | None = 5.0  # also checkpoint when this much time passed since the last one
+    checkpoint_minutes: float | None = 2.0  # also checkpoint when this much time passed since the last one
     max_nan_steps: int = 10
 
     def to_dict(self) -> dict[str, Any]:
