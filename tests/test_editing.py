@@ -101,7 +101,7 @@ def sr_run(tmp_path_factory):
 
 
 def test_superres_output_downsamples_to_its_input(sr_run, tmp_path):
-    from diffuse.editing import superres
+    from diffuse.generate import superres
     from diffuse.model import load_model
 
     model, _ = load_model(sr_run)

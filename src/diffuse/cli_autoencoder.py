@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .cli import _CHECKPOINT_MINUTES, app
+from .cli_common import _CHECKPOINT_MINUTES, app
 
 
 @app.command("train-autoencoder")

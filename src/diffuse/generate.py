@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -228,4 +228,38 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         out.append(to_uint8(x).cpu())
         if progress is not None:
             progress(b)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def superres(model: Any, lowres: torch.Tensor, cfg: Any, consistency: bool = True,
+             progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Upsample lowres [N, C, h, w] in [-1, 1] with a super-resolution model (U-Net ``lowres_factor`` f):
+    uint8 [N, C, f h, f w]. ``consistency`` projects every x0 estimate onto the low-res input."""
+    from .editing import superres_consistency
+
+    f = model.net.cfg.lowres_factor
+    if not f:
+        raise UserError("this model is not a super-resolution model (train one with --task superres)")
+    size = model.net.cfg.image_size
+    if tuple(lowres.shape[-2:]) != (size // f, size // f) or lowres.shape[1] != model.net.cfg.out_channels:
+        raise UserError(f"this model upsamples {model.net.cfg.out_channels}x{size // f}x{size // f} images by {f}; "
+                        f"got {tuple(lowres.shape[1:])}")
+    device = next(model.parameters()).device
+    sigmas = sigma_schedule(model, cfg)
+    den = superres_consistency(model, f) if consistency else model
+    sampler = get_sampler(cfg.sampler)
+    c = model.net.cfg.out_channels
+    check_sampling_memory(model, len(lowres), min(cfg.batch_size, len(lowres)), (c, size, size), False, {"lowres": lowres[:1]}, None,
+                          device)
+    out = []
+    for start in range(0, len(lowres), cfg.batch_size):
+        lr = lowres[start : start + cfg.batch_size].to(device)
+        z = initial_noise(cfg.seed, start, len(lr), (lr.shape[1], size, size)).to(device)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
+        with autocast(device, use_bf16(cfg.precision, device)):
+            x = sampler(den, z * float(sigmas[0]), sigmas, cond={"lowres": lr}, generator=gen)
+        out.append(to_uint8(x).cpu())
+        if progress is not None:
+            progress(len(lr))
     return torch.cat(out)

@@ -114,7 +114,7 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
     if mcfg.task == "superres":
         import torch.nn.functional as F
 
-        from .editing import superres
+        from .generate import superres
 
         x = to_model_space(load_dataset(mcfg.data, "test", mcfg.data_dir).images[:n_per_row])
         lr = F.avg_pool2d(x, mcfg.net.lowres_factor)

@@ -6,77 +6,12 @@ files), a folder of images (class sub-folders become labels) and ``.npz`` arrays
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-
-
-@dataclass
-class ImageDataset:
-    """images: uint8 [N, C, H, W]; labels: int64 [N] or None; class_names: one per label."""
-
-    images: torch.Tensor
-    labels: torch.Tensor | None
-    class_names: list[str]
-    name: str
-    files: list[str] | None = None  # image-folder sources: each image's path relative to the folder (captions files)
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(C, H, W)"""
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names) if self.labels is not None else 0
-
-    def subset(self, idx: torch.Tensor) -> "ImageDataset":
-        labels = self.labels[idx] if self.labels is not None else None
-        files = [self.files[i] for i in idx.tolist()] if self.files is not None else None
-        return ImageDataset(self.images[idx], labels, self.class_names, self.name, files)
-
-
-def to_model_space(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, C, H, W] in [0, 255] -> float32 in [-1, 1]."""
-    return images.float() / 127.5 - 1
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8 [0, 255], rounded and clipped."""
-    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 [N, C, H, W] -> uint8 [N, C, size, size] (bilinear with antialiasing; unchanged when already that size)."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    import torch.nn.functional as F
-
-    from ..memory import check_fits
-
-    check_fits(images.shape[0] * images.shape[1] * size * size * 9, f"{images.shape[0]} images at {size}x{size}",
-               hint="use a smaller --image-size")
-
-    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def resize_dataset(ds: ImageDataset, size: int) -> ImageDataset:
-    """The dataset with every image resized to size x size (e.g. Fashion-MNIST at 64x64)."""
-    return ImageDataset(resize_images(ds.images, size), ds.labels, ds.class_names, f"{ds.name}@{size}", ds.files)
-
-
-def holdout_split(ds: ImageDataset, split: str) -> ImageDataset:
-    """Deterministic split of a source without its own test set: every 10th item is ``test``."""
-    idx = torch.arange(len(ds))
-    keep = idx % 10 == 0 if split == "test" else idx % 10 != 0
-    return ds.subset(idx[keep])
+from .dataset import ImageDataset, holdout_split, resize_dataset, resize_images, to_model_space, to_uint8  # noqa: F401
 
 
 def load_dataset(source: str, split: str = "train", data_dir: str | None = None, image_size: int | None = None) -> ImageDataset:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from . import ImageDataset
+from .dataset import ImageDataset, holdout_split
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_FILES = {
@@ -32,8 +32,6 @@ def load_digits(split: str) -> ImageDataset:
     d = sk_digits()
     images = torch.from_numpy(np.round(d.images * (255 / 16)).astype(np.uint8))[:, None]  # [N, 1, 8, 8]
     ds = ImageDataset(images, torch.from_numpy(d.target).long(), [str(i) for i in range(10)], "digits")
-    from . import holdout_split
-
     return holdout_split(ds, split)
 
 

@@ -347,7 +347,7 @@ def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None, extra
         save_grid(run / "samples" / f"step_{step:07d}.png", imgs, extra["rows"])
         return
     if "lowres" in extra:
-        from ..editing import superres
+        from ..generate import superres
 
         lr = extra["lowres"]
         imgs = superres(ema, lr, SampleConfig(batch_size=256))

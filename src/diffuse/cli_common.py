@@ -1,0 +1,46 @@
+"""What every `diffuse` command module shares: the typer app, the shared flag definitions and the progress bar.
+Command modules import this; nothing here imports them (so the command modules form no import cycle)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="diffuse: train, sample and evaluate diffusion models.")
+
+
+class _bar:
+    """A tqdm progress bar on stderr that appears with the first update, so an early error stays one line."""
+
+    def __init__(self, total: int | None, desc: str, unit: str = "it"):
+        self.args, self.bar = dict(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True, file=sys.stderr), None
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(**self.args)
+        self.bar.update(n)
+
+    def __enter__(self) -> "_bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# Sampling flags shared by sample, eval and synth (one definition each).
+_SAMPLER = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m")
+_STEPS = typer.Option(10, help="sampler steps (heun costs 2 evaluations per step)")
+_SCHEDULE = typer.Option("karras", help="karras (no wasted step at sigma_min) | edm (Karras Eq. 5 exactly) | vp (DDPM timesteps)")
+_GUIDANCE = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default 3 for conditional models)")
+_NEAREST = typer.Option(True, "--nearest-caption/--raw-prompt",
+                        help="text models: condition on each prompt's nearest training caption (printed), or on the raw prompt")
+_SEED = typer.Option(0, help="seed: image i starts from noise seeded by (seed, i)")
+_BATCH = typer.Option(256, help="images per forward batch")
+_PRECISION = typer.Option("auto", help="auto | bf16 | fp32")
+_DEVICE = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
+_CHECKPOINT_MINUTES = typer.Option(2.0, help="also checkpoint every M minutes (every trainer), so a kill loses at most that much")
