@@ -46,7 +46,7 @@ STATS = Stats()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """relative path -> (size, mtime_ns) of every file below root, the empty ``.lock`` files of runs excepted."""
+    """relative path -> (size, mtime_ns) of every file below root, the ``.lock`` files of runs (a pid) excepted."""
     out = {}
     for p in root.rglob("*"):
         if p.is_file() and p.name != ".lock":

@@ -56,7 +56,7 @@ class RunLock:
     def __exit__(self, *exc) -> None:
         if self.fd is None:
             return
-        os.close(self.fd)  # closing releases the lock; the empty .lock file stays (harmless, reused)
+        os.close(self.fd)  # closing releases the lock; the .lock file (last pid) stays, harmless and reused
         self.fd = None
         if self.made and [p.name for p in self.run.iterdir()] == [".lock"]:  # a new run that failed before writing anything
             (self.run / ".lock").unlink(missing_ok=True)
