@@ -57,6 +57,7 @@ class TextRows:
         return TextRows(self.table, self.ids[lo:hi])
 
     def rows(self, idx: Any) -> TextCond:
+        """The condition dict of samples ``idx`` (gathered now)."""
         ids = self.ids[idx]
         return {k: v[ids] for k, v in self.table.items()}
 

@@ -96,10 +96,12 @@ class CheckpointClock:
     last: float = field(default_factory=time.monotonic)
 
     def due(self, step: int) -> bool:
+        """Whether a checkpoint is due after ``step`` (a step multiple, or the time since the last one)."""
         timed = self.every_minutes is not None and time.monotonic() - self.last >= 60 * self.every_minutes
         return step % self.every_steps == 0 or timed
 
     def saved(self) -> None:
+        """Restart the time interval (call after every checkpoint)."""
         self.last = time.monotonic()
 
 
