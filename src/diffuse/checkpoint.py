@@ -124,7 +124,18 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
                   + (f", e.g. {bad[0]}: {tuple(tensors[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}" if bad else "")
                   + (f", e.g. missing {missing[0]}" if missing and not bad else ""))
         raise UserError(f"checkpoint {source} does not match this model's config ({detail})")
+    nonfinite = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise UserError(f"checkpoint {source} holds NaN/inf weights (e.g. {nonfinite[0]}): restore a good copy, or retrain")
     module.load_state_dict(tensors)
+
+
+def refuse_non_finite(step: int, run: Path, **modules: torch.nn.Module) -> None:
+    """Every trainer calls this before it saves: a NaN or inf that reached the weights never reaches a checkpoint."""
+    bad = [name.replace("_", " ") for name, m in modules.items() if not all_finite(m)]
+    if bad:
+        raise UserError(f"the {' and '.join(bad)} became NaN/inf by step {step}, so they were not saved; the last good "
+                        f"checkpoint in {run} is kept: try a lower --lr, then --resume")
 
 
 def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str, groups: Any, source: Path) -> None:

@@ -8,6 +8,7 @@ each moment. That works for any network, any modality and any batch size in tens
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 from pathlib import Path
@@ -133,6 +134,16 @@ def available_bytes(device: torch.device | str = "cpu") -> int:
             avail = min(avail, max(int(cap) - cur, 0))
         break
     return avail
+
+
+# Bookkeeping held per item beside the item itself until a command ends: its label or prompt row, its features
+# when scored, its file name and manifest row in a synthetic set.
+ITEM_OVERHEAD = 1024
+
+
+def check_items(n: int, item_shape: tuple[int, ...], what: str, hint: str) -> None:
+    """Refuse, before anything of size n exists, n results of ``item_shape`` (uint8) plus their bookkeeping."""
+    check_fits(n * (math.prod(item_shape) + ITEM_OVERHEAD), what, hint=hint)
 
 
 def check_fits(need: int, what: str, device: torch.device | str = "cpu", hint: str = "") -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import all_finite, load_into, load_tensors, read_json
+from .checkpoint import load_into, load_tensors, read_json
 from .errors import UserError
 from .nets import ARCHS, DiT, DiTConfig, UNet, UNetConfig
 from .precond import Precond, PrecondConfig
@@ -124,8 +124,6 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Preco
         raise UserError(f"{run_dir / 'model.safetensors'} was saved by a different model than {run_dir / 'config.json'} describes")
     model = build_denoiser(cfg)
     load_into(model.net, tensors, run_dir / "model.safetensors")
-    if not all_finite(model.net):
-        raise UserError(f"{run_dir / 'model.safetensors'} holds NaN/inf weights: it cannot sample (retrain, or restore a good copy)")
     model = model.to(device).eval().requires_grad_(False)
     if cfg.latent is not None:
         attach_codec(model, run_codec(run_dir, cfg, device))

@@ -4,7 +4,6 @@ a mask, a low-res image. Every bad input is one UserError line."""
 from __future__ import annotations
 
 import io
-import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,10 +82,9 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         if not prompts:
             raise UserError(f"{prompts_file} holds no prompts")
     c_img, size = mcfg.image_shape[0], mcfg.image_shape[-1]
-    from .memory import check_fits
+    from .memory import check_items
 
-    # before anything of size n is made: the n results (uint8) and their per-item labels or prompt rows
-    check_fits(n * (math.prod(mcfg.image_shape) + 16), f"{n} samples", hint="ask for fewer at a time (--n)")
+    check_items(n, mcfg.image_shape, f"{n} samples", "ask for fewer at a time (--n)")  # before anything of size n exists
     if prompts and mcfg.cond != "text":
         raise UserError(f"--prompt needs a text-conditional model (train with --cond text); this one is cond={mcfg.cond}")
     if label is not None and mcfg.cond == "text":

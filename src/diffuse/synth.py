@@ -60,11 +60,11 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     if per_class <= 0:
         raise UserError(f"--per-class must be a positive integer, got {per_class}")
     model, mcfg = load_model(Path(run), device)
-    from .memory import check_fits
+    from .memory import check_items
 
-    # each image's path, label and manifest row are held until the manifest is written (the images are not)
-    check_fits(per_class * max(len(mcfg.class_names), 1) * 400, f"a synthetic set of {per_class} images per class",
-               hint="ask for fewer (--per-class)")
+    # each image's file name, label and manifest row are held until the manifest is written (the images are not)
+    check_items(per_class * max(len(mcfg.class_names), 1), (), f"a synthetic set of {per_class} images per class",
+                "ask for fewer (--per-class)")
     if prompts is not None and mcfg.cond != "text":
         raise UserError(f"--prompts needs a text-conditional model; this one is cond={mcfg.cond}")
     if mcfg.cond == "text":

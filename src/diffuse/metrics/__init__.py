@@ -56,17 +56,16 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
         raise UserError(f"--cas-per-class and --cas-steps must be positive, got {cas_per_class} and {cas_steps}")
     if bpd_n <= 0 or ode_steps <= 0 or (vlb_steps is not None and vlb_steps < 2):
         raise UserError(f"--bpd-n and --ode-steps must be positive and --vlb-steps at least 2, got {bpd_n}, {ode_steps}, {vlb_steps}")
-    from ..memory import check_fits
-
-    per_item = 8 * 28 * 28 * 3  # a generous bound on one sample, its label and its features while being scored
-    check_fits(max(n, cas_per_class * 1000 if "cas" in metrics else 0) * per_item, f"evaluating {n} samples",
-               hint="ask for fewer (--n, --cas-per-class)")
     inception = None
     if features == "inception" and set(metrics) & {"fid", "kid", "pr"}:
         from .inception import load_inception
 
         inception = load_inception(inception_weights)  # fails before any sampling if the file is wrong
     model, mcfg = load_model(Path(run_dir), device)
+    from ..memory import check_items
+
+    check_items(max(n, cas_per_class * mcfg.num_classes if "cas" in metrics else 0), mcfg.image_shape,
+                f"evaluating {n} samples", "ask for fewer (--n, --cas-per-class)")
     if "cas" in metrics and mcfg.num_classes == 0:
         raise UserError("--metrics cas needs a class-conditional model")
     res: dict[str, Any] = {"run": str(run_dir)}

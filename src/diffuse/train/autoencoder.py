@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..autoencoder import AE_FORMAT, AE_PRESETS, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
-from ..checkpoint import all_finite, load_into, load_optimizer, load_tensors, open_log, save_tensors, write_json
+from ..checkpoint import load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
 from ..data import ImageDataset, batch_index, load_dataset, resize_dataset, resize_images, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..images import save_grid
 from ..typed import from_json
 from .config import check_finite
-from .rundir import CheckpointClock, RunLock, check_checkpoint_minutes, start_mode
+from .rundir import CheckpointClock, RunLock, check_checkpoint_minutes, resume_overrides, start_mode
 from .stop import StopOnSignal
 
 
@@ -119,8 +119,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
     mode = start_mode(out, resume, what="autoencoder")
     if mode != "fresh":
         saved = read_ae_config(out)
-        budget = {k: getattr(cfg, k) for k in ("steps", "minutes", "checkpoint_minutes") if getattr(cfg, k) is not None}
-        cfg = replace(from_json(AETrainConfig, saved.get("train"), f"{out / 'config.json'}: train"), **budget)
+        cfg = replace(from_json(AETrainConfig, saved.get("train"), f"{out / 'config.json'}: train"), **resume_overrides(cfg))
     if cfg.steps is None and cfg.minutes is None:
         cfg.steps = 2000
     cfg.validate()
@@ -209,9 +208,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
 
 
 def _save_state(out: Path, ae: Autoencoder, disc: nn.Module, opt, opt_d, mcfg: AEConfig, step: int, seconds: float) -> None:
-    if not (all_finite(ae) and all_finite(disc)):  # a NaN in the weights never reaches a checkpoint
-        raise UserError(f"the autoencoder's weights became NaN/inf by step {step}, so they were not saved; the last good "
-                        f"checkpoint in {out} is kept: try a lower --lr, then --resume")
+    refuse_non_finite(step, out, autoencoder_weights=ae, discriminator_weights=disc)
     tensors = {f"ae.{k}": v for k, v in ae.state_dict().items()}
     tensors.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
     groups = {}

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import schedules
-from ..checkpoint import all_finite, atomic_write_bytes, load_into, load_optimizer, load_tensors, open_log, save_tensors, write_json
+from ..checkpoint import atomic_write_bytes, load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
 from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
@@ -37,7 +37,7 @@ from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
-from .rundir import CheckpointClock, RunLock, start_mode
+from .rundir import CheckpointClock, RunLock, resume_overrides, start_mode
 from .stop import StopOnSignal
 
 
@@ -123,10 +123,7 @@ def _save(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, s
     sums = D.gather(d, _checksum(model))
     if not d.is_writer:
         return
-    bad = [name for name, m in (("weights", model), ("EMA weights", ema)) if not all_finite(m)]
-    if bad:  # a NaN that reached the weights never reaches a checkpoint or model.safetensors
-        raise UserError(f"the {' and '.join(bad)} became NaN/inf by step {step}, so they were not saved; the last good "
-                        f"checkpoint in {run} is kept: try a lower --lr, then --resume")
+    refuse_non_finite(step, run, weights=model, EMA_weights=ema)
     tensors = {f"net.{k}": v for k, v in model.net.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.net.state_dict().items()})
     osd = opt.state_dict()
@@ -145,8 +142,6 @@ def _load(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, m
         raise UserError(f"{path} was saved by a different model than {run / 'config.json'} describes")
     load_into(model.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, path)
     load_into(ema.net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-    if not (all_finite(model.net) and all_finite(ema.net)):
-        raise UserError(f"{path} holds NaN/inf weights: it cannot be resumed (restore a good copy, or start a new run)")
     if not (isinstance(meta.get("step"), int) and isinstance(meta.get("nimg"), int) and isinstance(meta.get("seconds"), (int, float))):
         raise UserError(f"{path}: its step / nimg / seconds record is damaged")
     load_optimizer(opt, tensors, "opt", meta.get("param_groups"), path)
@@ -179,8 +174,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     mode = start_mode(run, resume)
     if mode != "fresh":  # the run's own configuration; a new budget (--steps / --minutes) may extend it
         saved = read_run_config(run)
-        overrides = {k: getattr(cfg, k) for k in ("steps", "minutes", "checkpoint_minutes") if getattr(cfg, k) is not None}
-        cfg = TrainConfig.from_saved(saved.get("train"), run / "config.json", overrides).resolved()
+        cfg = TrainConfig.from_saved(saved.get("train"), run / "config.json", resume_overrides(cfg)).resolved()
     if cfg.batch_size % d.world:
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
     D.barrier(d)  # every rank has checked the run directory before rank 0 writes into it

@@ -72,6 +72,16 @@ def remove_stale_temp_files(run: Path) -> list[Path]:
     return gone
 
 
+# What `--resume` may change in a saved run: its budget and how often it checkpoints by time. Everything else is
+# the run's saved configuration.
+RESUMABLE = ("steps", "minutes", "checkpoint_minutes")
+
+
+def resume_overrides(cfg: object) -> dict:
+    """The RESUMABLE fields the caller set (not None), to apply over a run's saved configuration."""
+    return {k: getattr(cfg, k) for k in RESUMABLE if getattr(cfg, k) is not None}
+
+
 def start_mode(run: Path, resume: bool, state: str = "state/state.safetensors", what: str = "run") -> str:
     """``fresh`` (a new run), ``resume`` (continue from the checkpoint) or ``restart`` (the run's config.json
     exists but it was killed before its first checkpoint: start it again from step 0 with that config).
