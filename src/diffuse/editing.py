@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .cond import Cond
 from .precond import Denoiser
 
 
@@ -36,7 +37,7 @@ def superres_consistency(denoiser: Denoiser, f: int) -> Denoiser:
 
     def wrapped(x: torch.Tensor, sigma: torch.Tensor, cond: Any = None) -> torch.Tensor:
         d = denoiser(x, sigma, cond)
-        lowres = cond["lowres"].to(d.dtype)
+        lowres = Cond.of(cond).lowres.to(d.dtype)
         return d - low_pass(d, f) + F.interpolate(lowres, scale_factor=f, mode="nearest")
 
     return wrapped

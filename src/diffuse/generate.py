@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from . import schedules
+from .cond import Cond
 from .data import to_uint8
 from .errors import UserError
 from .guidance import cfg as cfg_wrap
@@ -138,11 +139,8 @@ def check_sampling_memory(model: Precond, n: int, b: int, shape: tuple[int, ...]
     the n uint8 results held until they are written."""
     from . import memory
 
-    def at(batch: int, t):
-        return None if t is None else (t.expand(batch, *t.shape[1:]) if len(t) == 1 else t)
-
     nb = 2 * b if guided else b
-    cond = {k: at(nb, v) for k, v in cond1.items()} if isinstance(cond1, dict) else at(nb, cond1)
+    cond = Cond.of(cond1)._map(lambda t: t.expand(nb, *t.shape[1:]) if len(t) == 1 else t)
     x = torch.empty(nb, *shape, device="meta")
     peak = memory.forward_peak_bytes(model, x, torch.empty(nb, device="meta"), cond)
     if codec is not None:
@@ -183,7 +181,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     ``shape`` (C, H, W) and ``num_classes`` default to those of our networks (U-Net or DiT; latents for a latent model,
     which decodes them through ``model.codec``); pass them for other networks.
     ``offset`` numbers the images from there (a rank's shard of a larger set draws that set's noise)."""
-    from .text.bank import cond_to, index_cond, text_null
+    from .text.bank import index_cond
 
     if num_classes is None:
         num_classes = model.net.cfg.num_classes
@@ -192,7 +190,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     device = next(model.parameters()).device
-    c, h, w = shape or (model.net.cfg.out_channels, model.net.cfg.image_size, model.net.cfg.image_size)
+    c, h, w = shape or (model.net.cfg.out_channels, *model.net.cfg.hw)
     sigmas = sigma_schedule(model, cfg)
     codec = getattr(model, "codec", None)  # latent models (model.attach_codec): sample latents, decode them
     if edit is not None:
@@ -200,15 +198,15 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         if codec is not None:
             edit = edit.in_latent_space(codec)
     denoiser = model
-    if text is not None:
-        denoiser = cfg_wrap(model, cfg.guidance_for(True, text=True), text_null)
-    elif num_classes:
-        denoiser = cfg_wrap(model, cfg.guidance_for(True), class_null(num_classes))
+    if text is not None or num_classes:
+        denoiser = cfg_wrap(model, cfg.guidance_for(True, text=text is not None), class_null(num_classes))
     sampler = get_sampler(cfg.sampler)
     bf16 = use_bf16(cfg.precision, device)
     guided = (text is not None or bool(num_classes)) and cfg.guidance_for(True, text=text is not None) not in (0.0, 1.0)
-    check_sampling_memory(model, n, min(cfg.batch_size, n), (c, h, w), guided,
-                          cond_to(index_cond(text if text is not None else labels, slice(0, 1)), "cpu"), codec, device)
+    def cond_of(rows: slice) -> Cond:
+        return Cond(index_cond(labels, rows), index_cond(text, rows)).to(device)
+
+    check_sampling_memory(model, n, min(cfg.batch_size, n), (c, h, w), guided, cond_of(slice(0, 1)), codec, device)
     out = []
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)
@@ -216,7 +214,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         z = initial_noise(cfg.seed, first, b, (c, h, w)).to(device)  # [b, C, H, W]
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
         rows = slice(start, start + b)
-        cond = cond_to(index_cond(text if text is not None else labels, rows), device)
+        cond = cond_of(rows)
         with autocast(device, bf16):
             extra = {"s_churn": cfg.churn} if cfg.churn > 0 else {}
             if edit is None:
@@ -250,15 +248,15 @@ def superres(model: Any, lowres: torch.Tensor, cfg: Any, consistency: bool = Tru
     den = superres_consistency(model, f) if consistency else model
     sampler = get_sampler(cfg.sampler)
     c = model.net.cfg.out_channels
-    check_sampling_memory(model, len(lowres), min(cfg.batch_size, len(lowres)), (c, size, size), False, {"lowres": lowres[:1]}, None,
-                          device)
+    check_sampling_memory(model, len(lowres), min(cfg.batch_size, len(lowres)), (c, size, size), False, Cond(lowres=lowres[:1]),
+                          None, device)
     out = []
     for start in range(0, len(lowres), cfg.batch_size):
         lr = lowres[start : start + cfg.batch_size].to(device)
         z = initial_noise(cfg.seed, start, len(lr), (lr.shape[1], size, size)).to(device)
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
         with autocast(device, use_bf16(cfg.precision, device)):
-            x = sampler(den, z * float(sigmas[0]), sigmas, cond={"lowres": lr}, generator=gen)
+            x = sampler(den, z * float(sigmas[0]), sigmas, cond=Cond(lowres=lr), generator=gen)
         out.append(to_uint8(x).cpu())
         if progress is not None:
             progress(len(lr))

@@ -16,11 +16,14 @@ from typing import Any, Callable
 
 import torch
 
+from .cond import Cond
 from .precond import Denoiser
 
 
 def cat_cond(a: Any, b: Any) -> Any:
-    """Concatenate two conditioning values along the batch: tensors, or dicts of tensors."""
+    """Concatenate two conditioning values along the batch: Conds (cond.py), tensors, or dicts of tensors."""
+    if isinstance(a, Cond):
+        return a.cat(b)
     if isinstance(a, dict):
         return {k: cat_cond(a[k], b[k]) for k in a}
     return torch.cat([a, b])
@@ -42,9 +45,9 @@ def cfg(denoiser: Denoiser, w: float, null_cond: Callable[[Any], Any]) -> Denois
     return guided
 
 
-def class_null(num_classes: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The null condition of a class-conditional model: label index ``num_classes``."""
-    return lambda labels: torch.full_like(labels, num_classes)
+def class_null(num_classes: int) -> Callable[[Any], Any]:
+    """The null condition of a conditional model: label index ``num_classes``, dropped text (a Cond, or labels)."""
+    return lambda c: c.null(num_classes) if isinstance(c, Cond) else torch.full_like(c, num_classes)
 
 
 def drop_labels(labels: torch.Tensor, p: float, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:

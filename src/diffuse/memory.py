@@ -8,11 +8,13 @@ each moment. That works for any network, any modality and any batch size in tens
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import weakref
 from pathlib import Path
 from typing import Any
+
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -58,9 +60,12 @@ class _LiveBytes(TorchDispatchMode):
 
 
 def meta_like(x: Any) -> Any:
-    """The same structure (tensor, dict, list, None) with every tensor replaced by an empty one on ``meta``."""
+    """The same structure (tensor, dict, list, dataclass such as Cond, None) with every tensor replaced by an empty
+    one on ``meta``."""
     if isinstance(x, torch.Tensor):
         return torch.empty(x.shape, dtype=x.dtype, device="meta")
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return dataclasses.replace(x, **{f.name: meta_like(getattr(x, f.name)) for f in dataclasses.fields(x)})
     if isinstance(x, dict):
         return {k: meta_like(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -99,6 +104,8 @@ def forward_peak_bytes(module: torch.nn.Module, *args: Any, method: str = "forwa
 def _tensors(x: Any) -> list[torch.Tensor]:
     if isinstance(x, torch.Tensor):
         return [x]
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return [t for f in dataclasses.fields(x) for t in _tensors(getattr(x, f.name))]
     if isinstance(x, dict):
         return [t for v in x.values() for t in _tensors(v)]
     if isinstance(x, (list, tuple)):

@@ -20,9 +20,9 @@ from .nets import ARCHS, DiT, DiTConfig, UNet, UNetConfig
 from .precond import Precond, PrecondConfig
 
 RUN_FORMAT = "diffuse-run/1"
-# U-Net fields added after runs were already saved: left out of the fingerprint at their default value, so
+# Network fields added after runs were already saved: left out of the fingerprint at their default value, so
 # those runs still load (their fingerprint did not include them).
-_LATER_NET_FIELDS = {"text_dim": 0, "lowres_factor": 0}
+_LATER_NET_FIELDS = {"unet": {"text_dim": 0, "lowres_factor": 0, "image_width": 0}, "dit": {"image_width": 0}}
 
 
 @dataclass
@@ -56,12 +56,12 @@ class ModelConfig:
         """(C, H, W) of generated images (decoded ones, for a latent model)."""
         if self.latent is not None:
             return tuple(self.latent["image_shape"])  # type: ignore[return-value]
-        return (self.net.out_channels, self.net.image_size, self.net.image_size)
+        return self.net_shape
 
     @property
     def net_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) the network itself works on: latents for a latent model, else the images."""
-        return (self.net.out_channels, self.net.image_size, self.net.image_size)
+        """(C, H, W) the network itself works on: latents for a latent model, else the data's model space."""
+        return (self.net.out_channels, *self.net.hw)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +80,7 @@ class ModelConfig:
 
     def fingerprint(self) -> str:
         """A short hash of the architecture, stored in weight files to catch a checkpoint from another model."""
-        later = _LATER_NET_FIELDS if self.arch == "unet" else {}
+        later = _LATER_NET_FIELDS.get(self.arch, {})
         net = {k: v for k, v in asdict(self.net).items() if not (k in later and v == later[k])}
         arch = {"arch": self.arch, "net": net, "precond": asdict(self.precond)}
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]

@@ -41,14 +41,3 @@ def text_with_null(cond: dict | None, null_token: torch.Tensor, null_pooled: tor
     mask = torch.where(drop, first, cond["mask"])  # the null text: one learned token
     pooled = torch.where(drop, null_pooled.to(cond["pooled"].dtype), cond["pooled"])
     return tokens, mask, pooled
-
-
-def lowres_input(x: torch.Tensor, cond, model: str) -> torch.Tensor:
-    """Super-resolution input: x with the low-res condition, bilinearly upsampled to x's size, concatenated
-    as extra channels ([B, 2C, H, W])."""
-    import torch.nn.functional as F
-
-    if not isinstance(cond, dict) or "lowres" not in cond:
-        raise ValueError(f"this {model} is a super-resolution model: pass {{'lowres': images}}")
-    lr = F.interpolate(cond["lowres"].to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.cat([x, lr], 1)

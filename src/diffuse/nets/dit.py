@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import lowres_input, positional_embedding, text_with_null, zero_init
+from .common import positional_embedding, zero_init
+from .head import ConditioningHead
 
 
 @dataclass
@@ -38,10 +39,21 @@ class DiTConfig:
     num_classes: int = 0
     text_dim: int = 0
     lowres_factor: int = 0
+    image_width: int = 0  # > 0: inputs are image_size x image_width (e.g. 64 mels x 100 frames); 0: square
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(H, W) of the inputs."""
+        return self.image_size, self.image_width or self.image_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token rows and columns."""
+        return self.hw[0] // self.patch_size, self.hw[1] // self.patch_size
 
     def __post_init__(self) -> None:
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not divisible by the DiT patch_size {self.patch_size}")
+        if self.hw[0] % self.patch_size or self.hw[1] % self.patch_size:
+            raise ValueError(f"input size {self.hw} is not divisible by the DiT patch_size {self.patch_size}")
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ValueError(f"DiT width {self.width} must split into {self.heads} heads of even size")
         if self.width % 4:
@@ -49,7 +61,7 @@ class DiTConfig:
 
     @property
     def tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
+        return self.grid[0] * self.grid[1]
 
 
 DIT_PRESETS: dict[str, dict] = {
@@ -72,10 +84,10 @@ def dit_preset(name: str, **overrides) -> DiTConfig:
     return DiTConfig(**{**DIT_PRESETS[name], **overrides})
 
 
-def sincos_2d(width: int, grid: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos position embedding [grid^2, width]: half the channels encode the row, half the column."""
-    pos = torch.arange(grid, dtype=torch.float32)
-    rows, cols = torch.meshgrid(pos, pos, indexing="ij")  # [grid, grid] each
+def sincos_2d(width: int, grid: int | tuple[int, int]) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embedding [gh * gw, width]: half the channels encode the row, half the column."""
+    gh, gw = (grid, grid) if isinstance(grid, int) else grid
+    rows, cols = torch.meshgrid(torch.arange(gh, dtype=torch.float32), torch.arange(gw, dtype=torch.float32), indexing="ij")
     return torch.cat([positional_embedding(rows.reshape(-1), width // 2), positional_embedding(cols.reshape(-1), width // 2)], 1)
 
 
@@ -124,8 +136,8 @@ class DiTBlock(nn.Module):
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
-class DiT(nn.Module):
-    """DiT over square [B, C, S, S] inputs, S = cfg.image_size."""
+class DiT(ConditioningHead):
+    """DiT over [B, C, H, W] inputs, (H, W) = cfg.hw."""
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -133,13 +145,9 @@ class DiT(nn.Module):
         w, p = cfg.width, cfg.patch_size
         c_in = cfg.in_channels * (2 if cfg.lowres_factor else 1)
         self.patch = nn.Conv2d(c_in, w, p, stride=p)
-        self.register_buffer("pos", sincos_2d(w, cfg.image_size // p)[None], persistent=False)  # [1, N, W]
+        self.register_buffer("pos", sincos_2d(w, cfg.grid)[None], persistent=False)  # [1, N, W]
         self.noise_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
-        self.class_emb = nn.Embedding(cfg.num_classes + 1, w) if cfg.num_classes > 0 else None
-        if cfg.text_dim > 0:
-            self.text_pool = nn.Linear(cfg.text_dim, w)
-            self.null_token = nn.Parameter(torch.randn(cfg.text_dim) * 0.02)
-            self.null_pooled = nn.Parameter(torch.zeros(cfg.text_dim))
+        self.init_conditioning(w, cfg.num_classes, cfg.text_dim, cfg.lowres_factor)
         self.blocks = nn.ModuleList([DiTBlock(w, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.text_dim) for _ in range(cfg.depth)])
         self.norm_out = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
         self.ada_out = zero_init(nn.Linear(w, 2 * w))
@@ -149,34 +157,21 @@ class DiT(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | dict | None = None) -> torch.Tensor:
-        """x [B, C, S, S], c_noise [B], cond: labels [B] (index num_classes = null), a text condition dict, a
-        {'lowres': images} dict, or None -> [B, C_out, S, S]."""
-        s, p = self.cfg.image_size, self.cfg.patch_size
-        if tuple(x.shape[-2:]) != (s, s):
-            raise ValueError(f"this DiT was built for {s}x{s} inputs, got {tuple(x.shape[-2:])}")
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
+        """x [B, C, H, W], c_noise [B], cond: a Cond (cond.py) or one of its older forms, or None -> [B, C_out, H, W]."""
+        if tuple(x.shape[-2:]) != self.cfg.hw:
+            raise ValueError(f"this DiT was built for {self.cfg.hw[0]}x{self.cfg.hw[1]} inputs, got {tuple(x.shape[-2:])}")
         c = self.noise_mlp(positional_embedding(c_noise, self.cfg.width))  # [B, W]
-        ctx = None
-        if self.cfg.lowres_factor:
-            x = lowres_input(x, cond, "DiT")  # [B, 2C, S, S]
-        if self.cfg.text_dim:
-            if cond is not None and not isinstance(cond, dict):
-                raise ValueError("this DiT is text-conditional: pass a text condition, not labels")
-            tokens, mask, pooled = text_with_null(cond, self.null_token, self.null_pooled, x.shape[0], x.device)
-            c = c + self.text_pool(pooled)
-            ctx = (tokens, mask)
-        if self.class_emb is not None:
-            labels = cond if isinstance(cond, torch.Tensor) else torch.full((x.shape[0],), self.cfg.num_classes, device=x.device)
-            c = c + self.class_emb(labels)
+        x, c, ctx = self.condition(x, c, cond)
         c = F.silu(c)
         h = self.patch(x).flatten(2).transpose(1, 2) + self.pos.to(x.dtype)  # [B, N, W]
         for block in self.blocks:
             h = block(h, c, ctx)
         shift, scale = self.ada_out(c)[:, None].chunk(2, dim=-1)  # [B, 1, W] each
         h = self.out(modulate(self.norm_out(h), shift, scale))  # [B, N, p*p*C]
-        g = s // p
-        h = h.transpose(1, 2).reshape(x.shape[0], -1, g, g)  # [B, C p^2, S/p, S/p] (channel-major, as pixel_shuffle reads)
-        return F.pixel_shuffle(h, p)  # [B, C, S, S]
+        gh, gw = self.cfg.grid
+        h = h.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)  # [B, C p^2, H/p, W/p] (channel-major, as pixel_shuffle reads)
+        return F.pixel_shuffle(h, self.cfg.patch_size)  # [B, C, H, W]
 
     def config_dict(self) -> dict:
         """The JSON-serialisable config that rebuilds this network."""

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import lowres_input, positional_embedding, text_with_null
+from .common import positional_embedding
 from .common import zero_init as _zero
+from .head import ConditioningHead
 
 
 @dataclass
@@ -41,16 +42,22 @@ class UNetConfig:
     patch_size: int = 1
     text_dim: int = 0  # > 0: text-conditional, cross-attending to token states of this width
     lowres_factor: int = 0  # > 0: super-resolution, conditioned on a 1/f-size image by channel concatenation
+    image_width: int = 0  # > 0: inputs are image_size x image_width (e.g. 64 mels x 100 frames); 0: square
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(H, W) of the inputs."""
+        return self.image_size, self.image_width or self.image_size
 
     @property
     def inner_size(self) -> int:
-        """Spatial size after the patch space-to-depth at the input."""
+        """Height after the patch space-to-depth at the input (attn_resolutions count heights)."""
         return self.image_size // self.patch_size
 
     def __post_init__(self) -> None:
         self.mults, self.attn_resolutions = tuple(self.mults), tuple(self.attn_resolutions)
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if self.hw[0] % self.patch_size or self.hw[1] % self.patch_size:
+            raise ValueError(f"input size {self.hw} is not divisible by patch_size {self.patch_size}")
         for c in [self.channels * m for m in self.mults]:
             if c % self.groups:
                 raise ValueError(f"channel count {c} is not divisible by groups={self.groups}")
@@ -137,19 +144,15 @@ class CrossAttention(nn.Module):
         return x + self.proj(o.transpose(-1, -2).reshape(b, c, h, w))
 
 
-class UNet(nn.Module):
-    """U-Net over square [B, C, S, S] images, S = cfg.image_size (odd sizes are upsampled to the skip's shape)."""
+class UNet(ConditioningHead):
+    """U-Net over [B, C, H, W] inputs, (H, W) = cfg.hw (odd sizes are upsampled to the skip's shape)."""
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.cfg = cfg
         ch, emb_dim, g = cfg.channels, 4 * cfg.channels, cfg.groups
         self.noise_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes > 0 else None
-        if cfg.text_dim > 0:  # the pooled text joins the noise embedding; the learned null text stands in for dropped captions
-            self.text_pool = nn.Linear(cfg.text_dim, emb_dim)
-            self.null_token = nn.Parameter(torch.randn(cfg.text_dim) * 0.02)
-            self.null_pooled = nn.Parameter(torch.zeros(cfg.text_dim))
+        self.init_conditioning(emb_dim, cfg.num_classes, cfg.text_dim, cfg.lowres_factor)
         p = cfg.patch_size
         c_in = cfg.in_channels * (2 if cfg.lowres_factor else 1)  # super-resolution: + the upsampled low-res image
         self.conv_in = nn.Conv2d(c_in * p * p, ch, 3, padding=1)
@@ -191,27 +194,14 @@ class UNet(nn.Module):
                 block.append(CrossAttention(c_out, self.cfg.text_dim, self.cfg.head_dim, self.cfg.groups))
         return block
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | dict | None = None) -> torch.Tensor:
-        """x [B, C, H, W], c_noise [B], cond: labels [B] int64 (index num_classes = null), a text condition dict
-        (text/bank.py) or None -> [B, C_out, H, W]."""
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
+        """x [B, C, H, W], c_noise [B], cond: a Cond (cond.py; labels with index num_classes = null, text, low-res)
+        or one of its older forms, or None -> [B, C_out, H, W]."""
+        if tuple(x.shape[-2:]) != self.cfg.hw:
+            raise ValueError(f"this U-Net was built for {self.cfg.hw[0]}x{self.cfg.hw[1]} inputs, got {tuple(x.shape[-2:])}")
         emb = self.noise_mlp(positional_embedding(c_noise, self.cfg.channels))  # [B, E]
-        ctx = None
-        if self.cfg.lowres_factor:
-            x = lowres_input(x, cond, "U-Net")  # [B, 2C, H, W]
-        if self.cfg.text_dim:
-            if cond is not None and not isinstance(cond, dict):
-                raise ValueError("this U-Net is text-conditional: pass a text condition, not labels")
-            tokens, mask, pooled = text_with_null(cond, self.null_token, self.null_pooled, x.shape[0], x.device)
-            emb = emb + self.text_pool(pooled)
-            ctx = (tokens, mask)
-        labels = cond if not isinstance(cond, dict) else None
-        if self.class_emb is not None:
-            if labels is None:
-                labels = torch.full((x.shape[0],), self.cfg.num_classes, device=x.device, dtype=torch.long)
-            emb = emb + self.class_emb(labels)
+        x, emb, ctx = self.condition(x, emb, cond)
         emb = F.silu(emb)
-        if x.shape[-1] != self.cfg.image_size or x.shape[-2] != self.cfg.image_size:
-            raise ValueError(f"this U-Net was built for {self.cfg.image_size}x{self.cfg.image_size} inputs, got {tuple(x.shape[-2:])}")
         if self.cfg.patch_size > 1:
             x = F.pixel_unshuffle(x, self.cfg.patch_size)  # [B, C p^2, S/p, S/p]
         h = self.conv_in(x)

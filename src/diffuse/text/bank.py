@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import load_tensors, save_tensors
+from ..cond import Cond
 
 TextCond = dict[str, torch.Tensor]
 
@@ -63,9 +64,11 @@ class TextRows:
 
 
 def index_cond(cond: Any, idx: Any) -> Any:
-    """cond[idx] for a tensor, a text-condition dict, TextRows (gathered into a dict) or None."""
+    """cond[idx] for a Cond, a tensor, a text-condition dict, TextRows (gathered into a dict) or None."""
     if cond is None:
         return None
+    if isinstance(cond, Cond):
+        return cond.index(idx)
     if isinstance(cond, TextRows):
         return cond.rows(idx)
     if isinstance(cond, dict):

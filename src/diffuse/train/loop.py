@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .. import schedules
 from ..checkpoint import atomic_write_bytes, load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
 from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
+from ..cond import Cond
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
 from ..guidance import drop_labels
@@ -31,7 +32,7 @@ from ..images import save_grid
 from ..losses import denoising_loss
 from ..model import RUN_FORMAT, ModelConfig, attach_codec, build_denoiser, read_run_config
 from ..nets import dit_preset, preset
-from ..text.bank import augment, cond_to, index_cond, training_text
+from ..text.bank import augment, index_cond, training_text
 from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
 from . import dist as D
@@ -245,14 +246,14 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
             g = step_generator(cfg.seed, step, stream=3)
             sigma = _sample_sigma(cfg, abar, b, g)[lo:hi].to(device)  # [B/world]
             noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
-            cond = drop_labels(labels, cfg.label_dropout, nc, g)[lo:hi].to(device) if nc else None
+            cond = Cond(labels=drop_labels(labels, cfg.label_dropout, nc, g)[lo:hi] if nc else None)
             if text is not None:
                 bank, choices, group = text
                 ids = choices.sample(group[batch_index(len(ds), b, step, cfg.seed)], g)
-                tc = augment(bank.cond(ids, torch.rand(b, generator=g) < cfg.label_dropout), cfg.text_noise, g)
-                cond = cond_to(index_cond(tc, slice(lo, hi)), device)
+                cond.text = index_cond(augment(bank.cond(ids, torch.rand(b, generator=g) < cfg.label_dropout), cfg.text_noise, g), slice(lo, hi))
             if cfg.task == "superres":
-                cond = {"lowres": F.avg_pool2d(x0[lo:hi], cfg.superres_factor).to(device)}
+                cond.lowres = F.avg_pool2d(x0[lo:hi], cfg.superres_factor)
+            cond = cond.to(device)
             x0 = x0[lo:hi].to(device).contiguous(memory_format=torch.channels_last)  # [B/world, C, H, W]
             lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:

@@ -1,0 +1,66 @@
+"""The typed condition every network, sampler wrapper and trainer passes around.
+
+    Cond(labels=[B] int64 | None, text={"tokens", "mask", "pooled", "drop"} | None, lowres=[B, C, h, w] | None)
+
+Class labels (index ``num_classes`` is the null class), a text condition (text/bank.py) and a low-res image
+(super-resolution) are orthogonal: a network reads the fields it was built for (nets/head.py) and refuses a
+condition that lacks one. Older call sites pass a bare label tensor, a text dict or ``{"lowres": x}``;
+``Cond.of`` turns each into a Cond, so the network side has one input type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass
+class Cond:
+    labels: torch.Tensor | None = None  # [B] int64
+    text: dict[str, torch.Tensor] | None = None  # text/bank.py's condition dict, [B, ...] each
+    lowres: torch.Tensor | None = None  # [B, C, h, w] in model space
+
+    @classmethod
+    def of(cls, cond: Any) -> "Cond":
+        """A Cond from a Cond, None, a label tensor, a text dict or ``{"lowres": x}``."""
+        if cond is None or isinstance(cond, Cond):
+            return cond or cls()
+        if isinstance(cond, torch.Tensor):
+            return cls(labels=cond)
+        if isinstance(cond, dict):
+            return cls(lowres=cond["lowres"]) if "lowres" in cond else cls(text=cond)
+        raise TypeError(f"not a condition: {type(cond).__name__}")
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Cond":
+        text = None if self.text is None else {k: fn(v) for k, v in self.text.items()}
+        return Cond(None if self.labels is None else fn(self.labels), text, None if self.lowres is None else fn(self.lowres))
+
+    def index(self, idx: Any) -> "Cond":
+        """Rows ``idx`` of every field."""
+        return self._map(lambda t: t[idx])
+
+    def to(self, device: torch.device | str) -> "Cond":
+        return self._map(lambda t: t.to(device))
+
+    def cat(self, other: "Cond") -> "Cond":
+        """Both batches, self first (classifier-free guidance's one batched forward)."""
+        def both(a, b):
+            if a is None:
+                return None
+            return {k: torch.cat([a[k], b[k]]) for k in a} if isinstance(a, dict) else torch.cat([a, b])
+
+        return Cond(*(both(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)))
+
+    def null(self, num_classes: int) -> "Cond":
+        """The unconditional counterpart: null labels, dropped text, the same low-res image (not guided)."""
+        labels = None if self.labels is None else torch.full_like(self.labels, num_classes)
+        text = None if self.text is None else {**self.text, "drop": torch.ones_like(self.text["drop"])}
+        return Cond(labels, text, self.lowres)
+
+    def __len__(self) -> int:
+        for t in (self.labels, self.lowres, None if self.text is None else self.text["drop"]):
+            if t is not None:
+                return len(t)
+        return 0
