@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from diffuse.data import load_dataset, to_model_space  # noqa: E402
 from diffuse.editing import Edit  # noqa: E402
-from diffuse.generate import SampleConfig, generate  # noqa: E402
+from diffuse.generate import SampleConfig, generate_uint8  # noqa: E402
 from diffuse.images import save_grid  # noqa: E402
 from diffuse.metrics.classifier import get_classifier, predict  # noqa: E402
 from diffuse.model import load_model  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
     for name, guidance, resample in (("label given, guidance 3", None, 1), ("unconditional (w = 0), replacement", 0.0, 1),
                                      ("unconditional (w = 0), RePaint x3", 0.0, 3)):
         t0 = time.monotonic()
-        out = generate(model, args.n, SampleConfig(guidance=guidance, sampler="ddim" if resample > 1 else "dpmpp_2m"), labels,
+        out = generate_uint8(model, args.n, SampleConfig(guidance=guidance, sampler="ddim" if resample > 1 else "dpmpp_2m"), labels,
                        edit=Edit(to_model_space(images), mask=mask, resample=resample))
         assert torch.equal(out[..., : size // 2], images[..., : size // 2])  # the known half is kept exactly
         rows.append((name, score(out), time.monotonic() - t0))

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from diffuse.data import load_dataset  # noqa: E402
-from diffuse.generate import SampleConfig, generate  # noqa: E402
+from diffuse.generate import SampleConfig, generate_uint8  # noqa: E402
 from diffuse.metrics import reference_features  # noqa: E402
 from diffuse.metrics.classifier import classifier_key, get_classifier, predict  # noqa: E402
 from diffuse.metrics.fid import fid_from_features  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> None:
     sweep, images_at = [], {}
     for w in [float(v) for v in args.guidance.split(",")]:
         t0 = time.monotonic()
-        imgs = generate(model, len(which), SampleConfig(steps=args.steps, guidance=w), text=text)
+        imgs = generate_uint8(model, len(which), SampleConfig(steps=args.steps, guidance=w), text=text)
         feats, pred = predict(clf, imgs)
         hit = (pred == intended[which]).float()
         per_prompt = hit.view(len(prompts), k).mean(1)

@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 from diffuse.data import load_dataset  # noqa: E402
-from diffuse.generate import SampleConfig, generate  # noqa: E402
+from diffuse.generate import SampleConfig, generate_uint8  # noqa: E402
 from diffuse.metrics.classifier import get_classifier, predict  # noqa: E402
 from diffuse.model import load_model  # noqa: E402
 from diffuse.text.bank import CaptionBank  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
     print(f"median distance to the nearest training caption: held-out prompt {dist(sim):.2f}, training caption {dist(tt):.2f}\n")
     print("| condition | adherence |\n|---|---|")
     for name, c in conds.items():
-        imgs = generate(model, len(which), SampleConfig(guidance=args.guidance), text=c)
+        imgs = generate_uint8(model, len(which), SampleConfig(guidance=args.guidance), text=c)
         hit = (predict(clf, imgs)[1] == intended[which]).float().mean()
         print(f"| {name} | {hit:.1%} |", flush=True)
 

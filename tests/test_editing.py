@@ -10,7 +10,7 @@ from PIL import Image
 
 from diffuse.data import load_dataset, to_model_space, to_uint8
 from diffuse.editing import Edit
-from diffuse.generate import SampleConfig, generate
+from diffuse.generate import SampleConfig, generate_uint8
 from diffuse.model import ModelConfig, build_denoiser
 from diffuse.nets.unet import preset
 
@@ -35,12 +35,12 @@ def test_img2img_strength_0_is_the_input_and_1_is_plain_sampling(random_model):
     labels = torch.arange(6)
     for sampler in ("ddim", "dpmpp_2m", "heun"):
         cfg = SampleConfig(sampler=sampler, steps=6, seed=3)
-        same = generate(random_model, 6, cfg, labels, edit=Edit(to_model_space(x), strength=0.0))
+        same = generate_uint8(random_model, 6, cfg, labels, edit=Edit(to_model_space(x), strength=0.0))
         assert torch.equal(same, x)
-        plain = generate(random_model, 6, cfg, labels)
-        full = generate(random_model, 6, cfg, labels, edit=Edit(to_model_space(x), strength=1.0))
+        plain = generate_uint8(random_model, 6, cfg, labels)
+        full = generate_uint8(random_model, 6, cfg, labels, edit=Edit(to_model_space(x), strength=1.0))
         assert torch.equal(full, plain)
-        half = generate(random_model, 6, cfg, labels, edit=Edit(to_model_space(x), strength=0.5))
+        half = generate_uint8(random_model, 6, cfg, labels, edit=Edit(to_model_space(x), strength=0.5))
         # in between: closer to the input than plain sampling is
         assert (half.float() - x.float()).abs().mean() < (plain.float() - x.float()).abs().mean()
 
@@ -50,7 +50,7 @@ def test_inpainting_keeps_the_known_pixels(random_model, sampler, resample):
     x = _images()
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4, :] = 1  # keep the top half
-    out = generate(random_model, 6, SampleConfig(sampler=sampler, steps=8, seed=1), torch.arange(6),
+    out = generate_uint8(random_model, 6, SampleConfig(sampler=sampler, steps=8, seed=1), torch.arange(6),
                    edit=Edit(to_model_space(x), mask=mask, resample=resample))
     assert torch.equal(out[..., :4, :], x[..., :4, :])
     assert not torch.equal(out[..., 4:, :], x[..., 4:, :])
@@ -84,7 +84,7 @@ def test_inpainted_digits_keep_their_class(class_run):
     x = to_model_space(test.images)
 
     def kept(cfg, resample=1):
-        out = generate(model, len(test), cfg, test.labels, edit=Edit(x, mask=mask, resample=resample))
+        out = generate_uint8(model, len(test), cfg, test.labels, edit=Edit(x, mask=mask, resample=resample))
         return float((predict(clf, out)[1] == test.labels).float().mean())
 
     assert kept(SampleConfig(steps=10)) >= 0.8
@@ -109,11 +109,11 @@ def test_superres_output_downsamples_to_its_input(sr_run, tmp_path):
     x = to_model_space(test.images[:64])
     lowres = F.avg_pool2d(x, 2)  # [64, 1, 4, 4]
     for consistency, tol in ((True, 0.01), (False, 0.08)):
-        out = superres(model, lowres, SampleConfig(steps=16), consistency=consistency)
+        out = to_uint8(superres(model, lowres, SampleConfig(steps=16), consistency=consistency))
         err = (F.avg_pool2d(to_model_space(out), 2) - lowres).abs().mean()
         assert err < tol, (consistency, float(err))
     # and the result is a plausible high-res digit: closer to the truth than the blocky upsampling
-    out = superres(model, lowres, SampleConfig(steps=16))
+    out = to_uint8(superres(model, lowres, SampleConfig(steps=16)))
     blocky = F.interpolate(lowres, scale_factor=2, mode="nearest")
     assert (to_model_space(out) - x).pow(2).mean() < (blocky - x).pow(2).mean()
     # the CLI: a low-res PNG in, a high-res grid out

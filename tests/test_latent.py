@@ -9,7 +9,7 @@ from cli_helpers import diffuse, one_line_error
 from diffuse.autoencoder import AE_PRESETS, AEConfig, Autoencoder, load_codec
 from diffuse.data import load_dataset, to_model_space
 from diffuse.editing import Edit
-from diffuse.generate import SampleConfig, generate
+from diffuse.generate import SampleConfig, generate_uint8
 from diffuse.model import load_model
 
 
@@ -120,11 +120,11 @@ def test_latent_img2img_and_inpainting(latent_run):
     model, cfg = load_model(latent_run)
     x = load_dataset("digits", "test").images[:4]
     labels = torch.arange(4)
-    same = generate(model, 4, SampleConfig(steps=6), labels, edit=Edit(to_model_space(x), strength=0.0))
+    same = generate_uint8(model, 4, SampleConfig(steps=6), labels, edit=Edit(to_model_space(x), strength=0.0))
     assert (same.float() - x.float()).abs().mean() < 0.1 * 255  # decode(encode(x)) ~ x
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4, :] = 1
-    out = generate(model, 4, SampleConfig(steps=6), labels, edit=Edit(to_model_space(x), mask=mask))
+    out = generate_uint8(model, 4, SampleConfig(steps=6), labels, edit=Edit(to_model_space(x), mask=mask))
     assert torch.equal(out[..., :4, :], x[..., :4, :])  # known pixels pasted back exactly
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from diffuse.editing import Edit
-from diffuse.generate import SampleConfig, generate
+from diffuse.generate import SampleConfig, generate_uint8
 from diffuse.model import load_model
 
 DATA = Path(__file__).parent / "data"
@@ -26,13 +26,13 @@ def pinned_outputs() -> dict[str, np.ndarray]:
     unet, _ = load_model(DATA / "run_v1_unet_class")
     labels = torch.arange(20) % 10
     for sampler in ("dpmpp_2m", "heun", "ddim", "ddpm", "euler"):
-        out[f"unet_{sampler}"] = generate(unet, 20, SampleConfig(sampler=sampler, steps=6, seed=3), labels)
-    out["unet_guidance_1"] = generate(unet, 20, SampleConfig(steps=6, seed=4, guidance=1.0), labels)
+        out[f"unet_{sampler}"] = generate_uint8(unet, 20, SampleConfig(sampler=sampler, steps=6, seed=3), labels)
+    out["unet_guidance_1"] = generate_uint8(unet, 20, SampleConfig(steps=6, seed=4, guidance=1.0), labels)
     init = out["unet_dpmpp_2m"][:4].float() / 127.5 - 1
-    out["unet_img2img"] = generate(unet, 4, SampleConfig(steps=8, seed=5), labels[:4], edit=Edit(init, 0.6))
+    out["unet_img2img"] = generate_uint8(unet, 4, SampleConfig(steps=8, seed=5), labels[:4], edit=Edit(init, 0.6))
     dit, _ = load_model(DATA / "run_v1_dit_none")
     for sampler in ("dpmpp_2m", "euler"):
-        out[f"dit_{sampler}"] = generate(dit, 12, SampleConfig(sampler=sampler, steps=5, seed=7))
+        out[f"dit_{sampler}"] = generate_uint8(dit, 12, SampleConfig(sampler=sampler, steps=5, seed=7))
     return {k: v.numpy() for k, v in out.items()}
 
 
@@ -50,5 +50,5 @@ def test_the_pin_can_fail():
     """Another seed gives other images, so the comparison above would notice a change of seeding."""
     ref = np.load(DATA / "pinned_samples.npz")
     unet, _ = load_model(DATA / "run_v1_unet_class")
-    other = generate(unet, 20, SampleConfig(steps=6, seed=30), torch.arange(20) % 10).numpy()
+    other = generate_uint8(unet, 20, SampleConfig(steps=6, seed=30), torch.arange(20) % 10).numpy()
     assert (np.abs(other.astype(int) - ref["unet_dpmpp_2m"].astype(int)) > 1).mean() > 0.1

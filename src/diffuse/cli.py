@@ -125,57 +125,73 @@ def sample(
     prompt: Optional[list[str]] = typer.Option(None, help="text model: a prompt (repeatable; samples cycle through them)"),
     prompts: Optional[Path] = typer.Option(None, help="text model: a file with one prompt per line"),
     nearest_caption: bool = _NEAREST,
-    init: Optional[Path] = typer.Option(None, help="img2img / inpainting start image (PNG, or .npz images [N,H,W,C]); "
+    init: Optional[Path] = typer.Option(None, help="img2img / inpainting start (PNG or .npz images; a WAV for audio); "
                                                      "for a super-resolution model, the low-res input"),
     strength: float = typer.Option(1.0, help="img2img: how much of the schedule to run (0 = return --init, 1 = from noise)"),
     mask: Optional[Path] = typer.Option(None, help="inpainting mask PNG: white = keep --init, black = generate"),
+    keep_seconds: Optional[float] = typer.Option(None, help="audio: keep the first S seconds of --init and continue it"),
+    seconds: Optional[float] = typer.Option(None, help="audio: clip length (rounded to the model's frame grid)"),
     resample: int = typer.Option(1, help="inpainting: RePaint resampling, K passes per step"),
     consistency: bool = typer.Option(True, help="super-resolution: keep the output's low-pass equal to the input"),
     seed: int = _SEED,
     batch_size: int = _BATCH,
     precision: str = _PRECISION,
-    out: Path = typer.Option(..., help="FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels int64 [N])"),
+    out: Path = typer.Option(..., help="images: FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels); audio: DIR/ "
+                                         "(WAVs, spectrograms.png, samples.json), FILE.npz (audio, sample_rate), FILE.wav or FILE.png"),
     device: str = _DEVICE,
     churn: float = typer.Option(0.0, help="Heun only: EDM's S_churn, fresh noise per step (0 = deterministic)"),
 ) -> None:
-    """Sample images from a trained run: by class, by prompt, from an image (img2img), into a mask (inpainting),
-    or up from a low-res image (super-resolution models)."""
+    """Sample from a trained run: by class, by prompt, from an input (img2img / audio-to-audio), into a mask
+    (inpainting, audio continuation), or up from a low-res image (super-resolution models)."""
     import torch
 
     from .generate import generate
-    from .model import load_model
+    from .modalities import modality_of
+    from .model import load_model, read_run_config
     from .sampling_inputs import conditions, write_samples
 
-    if out.suffix not in (".png", ".npz"):
-        raise UserError(f"--out must end in .png or .npz, got {out}")
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     from .train import dist
 
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn)
-    d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n images
+    read_run_config(run)  # a missing or foreign run is named before anything else
+    from .model import ModelConfig
+
+    mod = modality_of(ModelConfig.from_dict(read_run_config(run).get("model")))
+    mod.check_out(out)
+    d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
     model, mcfg = load_model(run, dev)
-    c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption)
-    for line in c.notes if d.is_writer else []:
+    shape, note = mod.sample_shape(mcfg.net_shape, seconds, getattr(mcfg.net, "patch_size", 1))
+    keep = None
+    if keep_seconds is not None:
+        total = mod.duration(shape)
+        if total is None:
+            raise UserError("--keep-seconds is for audio models")
+        if not 0 < keep_seconds < total:
+            raise UserError(f"--keep-seconds must be in (0, {total:g}) for {total:g} s clips, got {keep_seconds}")
+        keep = (0.0, keep_seconds / total)
+    c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption, mod, shape,
+                   keep)
+    for line in ([note] if note else []) + c.notes if d.is_writer else []:
         typer.echo(line, err=True)
     n = c.n
     scfg.validate(mcfg.conditional)
     lo, hi = dist.shard(d, n)
-    with _bar(hi - lo, "sample", "img") as bar:
+    with _bar(hi - lo, "sample", "item") as bar:
         if hi <= lo:
-            part = torch.zeros(0, *mcfg.image_shape, dtype=torch.uint8)
+            part = torch.zeros(0, *shape)
         elif c.lowres is not None:
             from .generate import superres
 
             part = superres(model, c.lowres[lo:hi], scfg, consistency, progress=bar.update)
         else:
             part = generate(model, hi - lo, scfg, c.slice_labels(lo, hi), progress=bar.update, offset=lo,
-                            text=c.slice_text(lo, hi), edit=c.slice_edit(lo, hi))
-    images = torch.cat(dist.gather(d, part))
+                            text=c.slice_text(lo, hi), edit=c.slice_edit(lo, hi), shape=shape)
+    x = torch.cat(dist.gather(d, part))
     dist.teardown(d)
     if d.is_writer:
-        write_samples(out, images, c)
-        typer.echo(f"wrote {n} samples to {out}")
+        typer.echo(write_samples(out, x, c, mod, mcfg.class_names))
 
 
 @app.command("eval")

@@ -1,4 +1,5 @@
-"""Sampling from a trained denoiser: sigma schedule -> guidance wrapper -> sampler -> uint8 images."""
+"""Sampling from a trained denoiser: sigma schedule -> guidance wrapper -> sampler -> model-space samples, which the
+run's modality (modalities/) turns into images, sounds, ... and writes."""
 
 from __future__ import annotations
 
@@ -136,7 +137,7 @@ def check_sampling_memory(model: Precond, n: int, b: int, shape: tuple[int, ...]
                           device: torch.device) -> None:
     """Refuse (one line) a request whose peak memory cannot fit: the network's traced activation peak at the batch
     it will see (doubled by guidance), the sampler's few copies of the batch, the decoder of a latent model, and
-    the n uint8 results held until they are written."""
+    the n float32 results held until they are written."""
     from . import memory
 
     nb = 2 * b if guided else b
@@ -148,7 +149,7 @@ def check_sampling_memory(model: Precond, n: int, b: int, shape: tuple[int, ...]
         peak = max(peak, memory.forward_peak_bytes(codec.ae, z, method="decode"))
         shape = codec.image_shape
     per_item = math.prod(shape)
-    need = int(memory.OVERHEAD * peak) + 8 * 4 * b * per_item + 2 * n * per_item
+    need = int(memory.OVERHEAD * peak) + 8 * 4 * b * per_item + 2 * 4 * n * per_item
     memory.check_fits(need, f"sampling {n} items of shape {'x'.join(map(str, shape))} in batches of {b}", device,
                       "lower --batch-size, or ask for fewer at a time (--n)")
 
@@ -174,7 +175,8 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
              progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
              num_classes: int | None = None, offset: int = 0, text: dict | None = None,
              edit: "Edit | None" = None) -> torch.Tensor:
-    """n samples as uint8 [n, C, H, W]. Image i starts from noise seeded by (seed, i), so deterministic
+    """n samples in model space, float32 [n, C, H, W] on the CPU (decoded from latents for a latent model; images in
+    [-1, 1], log-mels for audio: the modality writes them). Sample i starts from noise seeded by (seed, i), so deterministic
     samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise.
     Conditions: ``labels`` [n] for class models, ``text`` (a text condition of n rows, see ``prompt_cond``) for
     text models. ``edit`` (editing.py) turns sampling into img2img, inpainting or super-resolution.
@@ -223,17 +225,22 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
                 x = edit.run(sampler, denoiser, z, sigmas, rows, cond=cond, generator=gen, **extra)
         if codec is not None:
             x = codec.decode(x) if edit is None else edit.finish(codec.decode(x), rows)
-        out.append(to_uint8(x).cpu())
+        out.append(x.float().cpu())
         if progress is not None:
             progress(b)
     return torch.cat(out)
+
+
+def generate_uint8(*args, **kwargs) -> torch.Tensor:
+    """``generate`` for image models, as uint8 [n, C, H, W]."""
+    return to_uint8(generate(*args, **kwargs))
 
 
 @torch.no_grad()
 def superres(model: Any, lowres: torch.Tensor, cfg: Any, consistency: bool = True,
              progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Upsample lowres [N, C, h, w] in [-1, 1] with a super-resolution model (U-Net ``lowres_factor`` f):
-    uint8 [N, C, f h, f w]. ``consistency`` projects every x0 estimate onto the low-res input."""
+    model space [N, C, f h, f w]. ``consistency`` projects every x0 estimate onto the low-res input."""
     from .editing import superres_consistency
 
     f = model.net.cfg.lowres_factor
@@ -257,7 +264,7 @@ def superres(model: Any, lowres: torch.Tensor, cfg: Any, consistency: bool = Tru
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
         with autocast(device, use_bf16(cfg.precision, device)):
             x = sampler(den, z * float(sigmas[0]), sigmas, cond=Cond(lowres=lr), generator=gen)
-        out.append(to_uint8(x).cpu())
+        out.append(x.float().cpu())
         if progress is not None:
             progress(len(lr))
     return torch.cat(out)

@@ -41,6 +41,10 @@ class ModelConfig:
     image_size: int | None = None  # the data was resized to this size for training
     # latent diffusion: {"fingerprint", "image_shape": [C, H, W], "source"} of the autoencoder copied to RUN/autoencoder/
     latent: dict[str, Any] | None = None
+    # the modality record (modalities/): what a sample is and how it is read and written; None: images
+    modality: dict[str, Any] | None = None
+    # text models: the prompts `sample` uses when given none (one per class); empty: from the class names
+    prompts: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

@@ -104,8 +104,8 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
     import matplotlib.pyplot as plt
     import torch
 
-    from .data import load_dataset, to_model_space
-    from .generate import SampleConfig, generate, prompt_cond
+    from .data import load_dataset, to_model_space, to_uint8
+    from .generate import SampleConfig, generate_uint8, prompt_cond
     from .metrics import class_prompts
     from .model import load_model
 
@@ -118,7 +118,7 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
 
         x = to_model_space(load_dataset(mcfg.data, "test", mcfg.data_dir).images[:n_per_row])
         lr = F.avg_pool2d(x, mcfg.net.lowres_factor)
-        hi = superres(model, lr, cfg)
+        hi = to_uint8(superres(model, lr, cfg))
         up = ((F.interpolate(lr, scale_factor=mcfg.net.lowres_factor) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         rows, names = [up, hi], ["low-res input", "super-resolved"]
     elif mcfg.conditional:
@@ -126,12 +126,12 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
         n = n_per_row * len(names)
         if mcfg.cond == "text":
             text, _ = prompt_cond(names, n, mcfg.text_encoder)
-            imgs = generate(model, n, cfg, text=text)
+            imgs = generate_uint8(model, n, cfg, text=text)
         else:
-            imgs = generate(model, n, cfg, torch.arange(n) % len(names))
+            imgs = generate_uint8(model, n, cfg, torch.arange(n) % len(names))
         rows = [imgs[i :: len(names)] for i in range(len(names))]
     else:
-        imgs = generate(model, n_per_row * n_per_row, cfg)
+        imgs = generate_uint8(model, n_per_row * n_per_row, cfg)
         rows, names = [imgs[i * n_per_row : (i + 1) * n_per_row] for i in range(n_per_row)], [""] * n_per_row
     fig, axes = plt.subplots(len(rows), n_per_row, figsize=(n_per_row * 0.8 + 2.2, len(rows) * 0.8), squeeze=False)
     for r, (row, name) in enumerate(zip(rows, names)):

@@ -3,7 +3,6 @@ a mask, a low-res image. Every bad input is one UserError line."""
 
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_bytes
 from .data import to_model_space
 from .errors import UserError
 from .generate import prompt_cond, round_robin_labels
-from .images import read_image, save_grid
+from .images import read_image
 from .model import ModelConfig
 
 
@@ -72,9 +70,16 @@ class Conditions:
 
 def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str], prompts_file: Path | None,
                init: Path | None, strength: float, mask: Path | None, resample: int,
-               run: Path | None = None, nearest_caption: bool = True) -> Conditions:
+               run: Path | None = None, nearest_caption: bool = True, mod=None, shape: tuple[int, ...] | None = None,
+               keep: tuple[float, float] | None = None) -> Conditions:
     """Everything `sample` conditions on, checked against the model. Text models condition on each prompt's
-    nearest training caption of ``run`` (text/retrieval.py) unless ``nearest_caption`` is off."""
+    nearest training caption of ``run`` (text/retrieval.py) unless ``nearest_caption`` is off. ``mod`` (the run's
+    modality) reads ``init`` at ``shape`` (the shape sampled, default the model's); ``keep`` = (a, b): keep the
+    init's span [a, b) of the last axis as fractions of its length and generate the rest (audio continuation)."""
+    from .modalities import modality_of
+
+    mod = mod or modality_of(mcfg)
+    shape = tuple(shape or mcfg.image_shape)
     if prompts_file is not None:
         if not Path(prompts_file).is_file():
             raise UserError(f"prompts file not found: {prompts_file}")
@@ -84,7 +89,7 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
     c_img, size = mcfg.image_shape[0], mcfg.image_shape[-1]
     from .memory import check_items
 
-    check_items(n, mcfg.image_shape, f"{n} samples", "ask for fewer at a time (--n)")  # before anything of size n exists
+    check_items(n, shape, f"{n} samples", "ask for fewer at a time (--n)")  # before anything of size n exists
     if prompts and mcfg.cond != "text":
         raise UserError(f"--prompt needs a text-conditional model (train with --cond text); this one is cond={mcfg.cond}")
     if label is not None and mcfg.cond == "text":
@@ -117,16 +122,17 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         out.prompts = prompts
     else:
         out.labels = round_robin_labels(n, mcfg.num_classes, label)
-    if mask is not None and init is None:
-        raise UserError("--mask needs --init (the image to inpaint)")
+    if (mask is not None or keep is not None) and init is None:
+        raise UserError("--mask and --keep-seconds need --init (what to inpaint or continue)")
     if init is None:
         if strength != 1.0 or resample != 1:
             raise UserError("--strength and --resample need --init")
         return out
     from .editing import Edit
 
-    x = read_images(init, c_img, "init image")
-    _check_size(x, size, "init image", init)
+    x = mod.read(init, "init", shape)  # model space [N, *shape]
+    if tuple(x.shape[1:]) != shape:
+        raise UserError(f"init {init} is {'x'.join(map(str, x.shape[1:]))}, but this model needs {'x'.join(map(str, shape))}")
     if len(x) not in (1, n):
         raise UserError(f"--init holds {len(x)} images; give one, or --n {len(x)}")
     m = None
@@ -136,21 +142,20 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         if len(mk) not in (1, len(x)):
             raise UserError(f"--mask holds {len(mk)} masks for {len(x)} images")
         m = mk.float() / 255
-    out.edit = Edit(to_model_space(x), strength, m, resample)
+    if keep is not None:
+        t = shape[-1]
+        a, b = round(keep[0] * t), round(keep[1] * t)
+        m = torch.zeros(1, 1, *shape[1:])
+        m[..., a:b] = 1.0
+    out.edit = Edit(x, strength, m, resample)
     return out
 
 
-def write_samples(out: Path, images: torch.Tensor, c: Conditions) -> None:
-    """A grid PNG (one row per class or prompt) or an .npz with images, labels and prompts."""
+def write_samples(out: Path, x: torch.Tensor, c: Conditions, mod, class_names: list[str] | None = None) -> str:
+    """Model-space samples written by the run's modality (a PNG grid or .npz of images; WAVs, a spectrogram grid or
+    .npz of audio), with labels or prompts."""
+    from .modalities import Meta
+
     rows = c.labels if c.labels is not None else c.prompt_rows
-    if out.suffix == ".png":
-        save_grid(out, images, rows)
-        return
-    arrays = {"images": images.permute(0, 2, 3, 1).numpy()}
-    if c.labels is not None:
-        arrays["labels"] = c.labels.numpy().astype(np.int64)
-    if c.prompts is not None:
-        arrays["prompts"] = np.array([c.prompts[i] for i in c.prompt_rows.tolist()])
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(out, buf.getvalue())
+    prompts = None if c.prompts is None else [c.prompts[i] for i in c.prompt_rows.tolist()]
+    return mod.write(x, out, Meta(c.labels, prompts, rows, class_names))

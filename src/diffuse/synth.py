@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import atomic_write_bytes, read_json, write_json
 from .errors import UserError
-from .generate import SampleConfig, generate
+from .generate import SampleConfig, generate_uint8
 from .images import save_png
 from .model import load_model
 
@@ -125,9 +125,9 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
         if missing:
             if bank is not None:
                 text = bank.cond(bank.index(image_texts[start:stop]))
-                images = generate(model, stop - start, scfg, offset=start, text=text)  # [b, C, H, W] uint8
+                images = generate_uint8(model, stop - start, scfg, offset=start, text=text)  # [b, C, H, W] uint8
             else:
-                images = generate(model, stop - start, scfg, labels[start:stop], offset=start)
+                images = generate_uint8(model, stop - start, scfg, labels[start:stop], offset=start)
             for i in missing:
                 save_png(out / files[i], images[i - start].permute(1, 2, 0).numpy())
             written += len(missing)

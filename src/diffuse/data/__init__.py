@@ -1,7 +1,8 @@
 """Datasets as in-memory uint8 tensors, and a tensor-only batch iterator that yields images in [-1, 1].
 
 Sources: ``digits`` (scikit-learn's bundled 8x8 digits, the embedded default), ``fashion-mnist`` (IDX
-files), a folder of images (class sub-folders become labels) and ``.npz`` arrays.
+files), a folder of images (class sub-folders become labels), ``.npz`` arrays, and ``notes`` (audio: FluidSynth
+renders of single notes as log-mels, data/notes.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def load_dataset(source: str, split: str = "train", data_dir: str | None = None,
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
+    if source == "notes" or source.startswith("notes:"):
+        return _notes(source, split, image_size)
     if image_size and not Path(source).expanduser().is_dir():
         return resize_dataset(load_dataset(source, split, data_dir), image_size)
     if source == "digits":
@@ -35,6 +38,25 @@ def load_dataset(source: str, split: str = "train", data_dir: str | None = None,
     if p.suffix == ".npz" or p.parent != Path(".") or "/" in source:
         raise UserError(f"data path not found: {source}")
     raise UserError(f"unknown dataset {source!r}: use digits, fashion-mnist, a folder of images or a .npz file")
+
+
+def _notes(source: str, split: str, image_size: int | None) -> ImageDataset:
+    """``notes`` (data/notes.py), or ``notes:N``: N clips of the split, spread evenly (tests, quick looks)."""
+    from ..modalities.audio import AudioModality
+    from ..audio.mel import MelConfig
+    from .notes import notes_dataset
+
+    if image_size:
+        raise UserError("--image-size is for images; the notes are log-mels of a fixed size")
+    limit = None
+    if ":" in source:
+        try:
+            limit = int(source.split(":", 1)[1])
+        except ValueError:
+            limit = 0
+        if limit <= 0:
+            raise UserError(f"--data {source}: give notes:N with N a positive number of clips")
+    return notes_dataset(split, AudioModality(MelConfig()), limit)
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:

@@ -9,13 +9,19 @@ import torch
 
 @dataclass
 class ImageDataset:
-    """images: uint8 [N, C, H, W]; labels: int64 [N] or None; class_names: one per label."""
+    """images: the items, uint8 [N, C, H, W] pixels, or float model-space tensors [N, *shape] of another modality
+    (log-mels of audio); labels: int64 [N] or None; class_names: one per label. ``modality``: the record that reads
+    and writes the items (modalities/), None for images."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     class_names: list[str]
     name: str
     files: list[str] | None = None  # image-folder sources: each image's path relative to the folder (captions files)
+    modality: dict | None = None
+    # per-item captions as (captions of each group, group of each item [N]); None: captions come from class names
+    captions: tuple[list[list[str]], torch.Tensor] | None = None
+    extra: dict[str, torch.Tensor] | None = None  # further per-item labels, e.g. {"pitch": [N]} of the notes
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -32,12 +38,14 @@ class ImageDataset:
     def subset(self, idx: torch.Tensor) -> "ImageDataset":
         labels = self.labels[idx] if self.labels is not None else None
         files = [self.files[i] for i in idx.tolist()] if self.files is not None else None
-        return ImageDataset(self.images[idx], labels, self.class_names, self.name, files)
+        caps = None if self.captions is None else (self.captions[0], self.captions[1][idx])
+        extra = None if self.extra is None else {k: v[idx] for k, v in self.extra.items()}
+        return ImageDataset(self.images[idx], labels, self.class_names, self.name, files, self.modality, caps, extra)
 
 
 def to_model_space(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, C, H, W] in [0, 255] -> float32 in [-1, 1]."""
-    return images.float() / 127.5 - 1
+    """uint8 [N, C, H, W] in [0, 255] -> float32 in [-1, 1]; items already in model space (float) pass as float32."""
+    return images.float() if images.is_floating_point() else images.float() / 127.5 - 1
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -62,6 +70,10 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def resize_dataset(ds: ImageDataset, size: int) -> ImageDataset:
     """The dataset with every image resized to size x size (e.g. Fashion-MNIST at 64x64)."""
+    from ..errors import UserError
+
+    if ds.modality is not None:
+        raise UserError(f"--image-size is for images; {ds.name} is {ds.modality['name']}")
     return ImageDataset(resize_images(ds.images, size), ds.labels, ds.class_names, f"{ds.name}@{size}", ds.files)
 
 

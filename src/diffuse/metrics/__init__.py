@@ -17,7 +17,7 @@ import torch
 from ..checkpoint import load_tensors, save_tensors
 from ..data import ImageDataset, load_dataset, resize_images, to_model_space
 from ..errors import UserError
-from ..generate import SampleConfig, generate, round_robin_labels
+from ..generate import SampleConfig, generate_uint8, round_robin_labels
 from ..model import load_model
 from ..precond import Precond
 from .classifier import cache_dir, classifier_key, dataset_hash, get_classifier, predict
@@ -179,7 +179,7 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
     else:
         labels = round_robin_labels(n, num_classes)
     t0 = time.monotonic()
-    images = generate(model, n, scfg, None if prompts else labels, progress, shape=shape, num_classes=num_classes, text=text)
+    images = generate_uint8(model, n, scfg, None if prompts else labels, progress, shape=shape, num_classes=num_classes, text=text)
     sample_seconds = time.monotonic() - t0
     native = resize_images(images, test.shape[-1])  # a model trained on resized data is scored at the data's own size
     feats, pred = (featurize(native), None) if inception is not None else predict(clf, native)

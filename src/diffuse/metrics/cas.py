@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ..data import ImageDataset, resize_images
-from ..generate import SampleConfig, generate
+from ..generate import SampleConfig, generate_uint8
 from ..precond import Precond
 from .classifier import predict, train_classifier
 
@@ -38,7 +38,7 @@ def cas(model: Precond, num_classes: int, train: ImageDataset, test: ImageDatase
     scfg = scfg or SampleConfig()
     labels = torch.arange(num_classes * per_class) // per_class
     log(f"CAS: sampling {len(labels)} synthetic images ...")
-    syn = ImageDataset(resize_images(generate(model, len(labels), scfg, labels), train.shape[-1]), labels, train.class_names, "synthetic")
+    syn = ImageDataset(resize_images(generate_uint8(model, len(labels), scfg, labels), train.shape[-1]), labels, train.class_names, "synthetic")
     real = balanced_subset(train, per_class)
     scarce = balanced_subset(train, scarce_per_class, seed=1)
     log("CAS: training 4 classifiers (synthetic, real, scarce real, scarce real + synthetic) ...")

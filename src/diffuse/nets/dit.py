@@ -71,6 +71,8 @@ DIT_PRESETS: dict[str, dict] = {
     # sample and ~160 img/s training here, matched to the U-Net preset fmnist (0.22, ~180); 2x2 patches at width 192
     # ran 38 img/s
     "fmnist": dict(width=192, depth=6, heads=3, patch_size=4),
+    # the notes recipe: 64 mels x 100 frames in 4x4 patches, 400 tokens
+    "audio": dict(width=192, depth=6, heads=3, patch_size=4),
     # the paper's DiT-S and DiT-B (Table 1) with 2x2 patches
     "S": dict(width=384, depth=12, heads=6, patch_size=2),
     "B": dict(width=768, depth=12, heads=12, patch_size=2),
@@ -137,7 +139,8 @@ class DiTBlock(nn.Module):
 
 
 class DiT(ConditioningHead):
-    """DiT over [B, C, H, W] inputs, (H, W) = cfg.hw."""
+    """DiT over [B, C, H, W] inputs, (H, W) = cfg.hw; a non-square one (``image_width`` > 0: a time axis) also takes
+    other widths divisible by the patch size, with sin-cos positions for that grid."""
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -159,17 +162,19 @@ class DiT(ConditioningHead):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
         """x [B, C, H, W], c_noise [B], cond: a Cond (cond.py) or one of its older forms, or None -> [B, C_out, H, W]."""
-        if tuple(x.shape[-2:]) != self.cfg.hw:
+        p = self.cfg.patch_size
+        if x.shape[-2] != self.cfg.hw[0] or x.shape[-1] % p or (x.shape[-1] != self.cfg.hw[1] and self.cfg.image_width == 0):
             raise ValueError(f"this DiT was built for {self.cfg.hw[0]}x{self.cfg.hw[1]} inputs, got {tuple(x.shape[-2:])}")
+        gh, gw = x.shape[-2] // p, x.shape[-1] // p
+        pos = self.pos if (gh, gw) == self.cfg.grid else sincos_2d(self.cfg.width, (gh, gw)).to(x.device)[None]
         c = self.noise_mlp(positional_embedding(c_noise, self.cfg.width))  # [B, W]
         x, c, ctx = self.condition(x, c, cond)
         c = F.silu(c)
-        h = self.patch(x).flatten(2).transpose(1, 2) + self.pos.to(x.dtype)  # [B, N, W]
+        h = self.patch(x).flatten(2).transpose(1, 2) + pos.to(x.dtype)  # [B, N, W]
         for block in self.blocks:
             h = block(h, c, ctx)
         shift, scale = self.ada_out(c)[:, None].chunk(2, dim=-1)  # [B, 1, W] each
         h = self.out(modulate(self.norm_out(h), shift, scale))  # [B, N, p*p*C]
-        gh, gw = self.cfg.grid
         h = h.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)  # [B, C p^2, H/p, W/p] (channel-major, as pixel_shuffle reads)
         return F.pixel_shuffle(h, self.cfg.patch_size)  # [B, C, H, W]
 

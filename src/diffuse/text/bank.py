@@ -151,6 +151,10 @@ def training_text(ds: Any, cfg: Any) -> tuple[CaptionBank, CaptionChoices, torch
         per_image = read_captions_file(cfg.captions, ds.files)
         bank = CaptionBank.build([t for caps in per_image for t in caps], cfg.text_encoder)
         return bank, CaptionChoices([bank.index(c).tolist() for c in per_image]), torch.arange(len(ds))
+    if getattr(ds, "captions", None) is not None:  # captions per group of items (e.g. the notes' family, pitch, dynamics)
+        groups, group = ds.captions
+        bank = CaptionBank.build([t for caps in groups for t in caps], cfg.text_encoder)
+        return bank, CaptionChoices([bank.index(c).tolist() for c in groups]), group
     per_class = [class_captions(n) for n in ds.class_names]
     bank = CaptionBank.build(captions_of_classes(ds.class_names), cfg.text_encoder)
     return bank, CaptionChoices([bank.index(c).tolist() for c in per_class]), ds.labels

@@ -23,15 +23,17 @@ import torch.nn.functional as F
 
 from .. import schedules
 from ..checkpoint import atomic_write_bytes, load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
-from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space, to_uint8
+from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space
 from ..cond import Cond
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
 from ..guidance import drop_labels
 from ..images import save_grid
 from ..losses import denoising_loss
+from ..modalities import Modality, modality_of
 from ..model import RUN_FORMAT, ModelConfig, attach_codec, build_denoiser, read_run_config
 from ..nets import dit_preset, preset
+from ..nets.unet import PRESETS
 from ..text.bank import augment, index_cond, training_text
 from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
@@ -55,8 +57,6 @@ class TrainResult:
 def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int, int, int] | None = None) -> ModelConfig:
     """The model a training config asks for, shaped to the dataset (or to the autoencoder's latents)."""
     c, h, w = ds.shape
-    if h != w:
-        raise UserError(f"images must be square, got {h}x{w}")
     if cfg.cond == "class" and ds.num_classes < 2:
         raise UserError(f"--cond class needs a labelled dataset with at least 2 classes; {ds.name} has {ds.num_classes}")
     if cfg.cond == "text" and ds.num_classes < 2 and cfg.captions is None:
@@ -71,9 +71,11 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
         extra["text_dim"] = encoder_dim(cfg.text_encoder)
     if cfg.task == "superres":
         extra["lowres_factor"] = cfg.superres_factor
-    net_c, size = (latent_shape[0], latent_shape[1]) if latent_shape else (c, h)
+    net_c, size, width = (latent_shape[0], latent_shape[1], latent_shape[2]) if latent_shape else (c, h, w)
     if latent_shape:
         extra["patch_size"] = 1  # latents are already small: one token / pixel per latent position
+    if width != size:
+        extra["image_width"] = width
     extra.update(image_size=size, in_channels=net_c, out_channels=net_c, **cfg.net_overrides)
     try:
         if cfg.arch == "dit":
@@ -82,14 +84,19 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
             lowest = size
             for _ in range(2):
                 lowest = (lowest + 1) // 2
-            net = preset("base" if cfg.preset is None else cfg.preset, attn_resolutions=(lowest,), **extra)
+            name = "base" if cfg.preset is None else cfg.preset
+            attn = {} if "attn_resolutions" in PRESETS.get(name, {}) else {"attn_resolutions": (lowest,)}
+            net = preset(name, **attn, **extra)
     except (TypeError, ValueError) as e:
         raise UserError(f"bad --model {cfg.arch} settings: {e}") from None
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
                         beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr)  # type: ignore[arg-type]
     latent = {"fingerprint": None, "image_shape": [c, h, w], "source": cfg.latent} if latent_shape else None
+    prompts = [caps[int(g)][0] for caps, g in [(ds.captions[0], ds.captions[1][(ds.labels == k).nonzero()[0, 0]])
+                                                 for k in range(ds.num_classes)]] if cfg.cond == "text" and ds.captions else []
     return ModelConfig(net=net, precond=pre, arch=cfg.arch, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir,
-                       task=cfg.task, text_encoder=cfg.text_encoder, image_size=cfg.image_size, latent=latent)
+                       task=cfg.task, text_encoder=cfg.text_encoder, image_size=cfg.image_size, latent=latent,
+                       modality=ds.modality, prompts=prompts)
 
 
 def _codec(cfg: TrainConfig, ds: ImageDataset, resumed_run: Path | None, device: torch.device):
@@ -208,6 +215,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     if text is not None and d.is_writer:  # for nearest-caption conditioning at sampling time (text/retrieval.py)
         save_training_captions(run, text[0].texts, cfg.text_encoder)
     grid_extra = _grid_conditions(mcfg, ds, text)
+    mod = modality_of(mcfg)
     step, nimg, seconds = 0, 0, 0.0
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
     if mode == "resume":
@@ -291,7 +299,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
                 if progress is not None:
                     progress({**rec, "total_steps": cfg.steps, "total_seconds": cfg.minutes * 60 if cfg.minutes else None})
             if d.is_writer and step % cfg.sample_every == 0:
-                _grid(run, ema, step, grid_labels, grid_extra)
+                _grid(run, ema, step, grid_labels, grid_extra, mod)
             if D.any_flag(d, clock.due(step), device):  # every N steps or M minutes; every rank decides alike
                 _save(run, model, ema, opt, step, nimg, time.monotonic() - t_start, mcfg, d)
                 clock.saved()
@@ -308,7 +316,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         with open(run / "metrics.jsonl", "a") as f:
             _event(f, {"event": "checkpoint", "step": step, "final": True})
         if not interrupted and step % cfg.sample_every:  # (a grid at this step exists already otherwise)
-            _grid(run, ema, step, grid_labels, grid_extra)
+            _grid(run, ema, step, grid_labels, grid_extra, mod)
     D.barrier(d)
     return TrainResult(run, step, nimg, seconds, interrupted, last_loss)
 
@@ -326,7 +334,7 @@ def _grid_conditions(mcfg: ModelConfig, ds: ImageDataset, text) -> dict:
         from ..generate import prompt_cond
         from ..text.captions import canonical_prompt
 
-        prompts = [canonical_prompt(c) for c in mcfg.class_names] or text[0].texts[:8]
+        prompts = mcfg.prompts or [canonical_prompt(c) for c in mcfg.class_names] or text[0].texts[:8]
         cond, which = prompt_cond(prompts, 8 * len(prompts), mcfg.text_encoder)
         return {"text": cond, "rows": which}
     if mcfg.task == "superres":
@@ -335,20 +343,22 @@ def _grid_conditions(mcfg: ModelConfig, ds: ImageDataset, text) -> dict:
     return {}
 
 
-def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None, extra: dict | None = None) -> None:
+def _grid(run: Path, ema: Precond, step: int, labels: torch.Tensor | None, extra: dict | None = None,
+          mod: Modality | None = None) -> None:
+    """The periodic sample grid: previews (images, spectrograms) of a few samples, one row per class or prompt."""
     extra = extra or {}
     if "text" in extra:
-        imgs = generate(ema, len(extra["rows"]), SampleConfig(batch_size=256), text=extra["text"])
-        save_grid(run / "samples" / f"step_{step:07d}.png", imgs, extra["rows"])
+        x = generate(ema, len(extra["rows"]), SampleConfig(batch_size=256), text=extra["text"])
+        save_grid(run / "samples" / f"step_{step:07d}.png", mod.preview(x), extra["rows"])
         return
     if "lowres" in extra:
         from ..generate import superres
 
         lr = extra["lowres"]
-        imgs = superres(ema, lr, SampleConfig(batch_size=256))
-        up = to_uint8(F.interpolate(lr, scale_factor=ema.net.cfg.lowres_factor, mode="nearest"))
-        save_grid(run / "samples" / f"step_{step:07d}.png", torch.cat([up, imgs]), ncol=len(lr))
+        x = superres(ema, lr, SampleConfig(batch_size=256))
+        up = F.interpolate(lr, scale_factor=ema.net.cfg.lowres_factor, mode="nearest")
+        save_grid(run / "samples" / f"step_{step:07d}.png", mod.preview(torch.cat([up, x])), ncol=len(lr))
         return
     n = len(labels) if labels is not None else 64
-    imgs = generate(ema, n, SampleConfig(batch_size=n), labels)
-    save_grid(run / "samples" / f"step_{step:07d}.png", imgs, labels)
+    x = generate(ema, n, SampleConfig(batch_size=n), labels)
+    save_grid(run / "samples" / f"step_{step:07d}.png", mod.preview(x), labels)

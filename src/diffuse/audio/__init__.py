@@ -1,0 +1,4 @@
+"""Audio: the log-mel front end (AudioLDM's settings), vocoders behind one interface, and WAV files."""
+
+from .mel import MelConfig, MelFrontEnd  # noqa: F401
+from .vocoder import Vocoder, get_vocoder  # noqa: F401

@@ -1,0 +1,132 @@
+"""Audio as AudioLDM has it (Liu et al. 2023): a wave is a normalised log-mel (1 x mels x frames, audio/mel.py) in
+model space, and a vocoder (audio/vocoder.py) turns generated log-mels back into a wave. Outputs: a folder of 16 kHz
+mono WAVs with a spectrogram grid and a manifest, an .npz (``audio`` float32 [N, samples], ``sample_rate``,
+``labels`` or ``prompts``), one .wav, or a spectrogram .png."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..audio.mel import MelConfig, MelFrontEnd
+from ..audio.vocoder import get_vocoder
+from ..errors import UserError
+from . import Meta, Modality
+
+DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv"}
+
+
+class AudioModality(Modality):
+    name = "audio"
+    out_help = "DIR/ (WAVs + spectrograms.png + samples.json), FILE.npz (audio float32 [N,samples], sample_rate), FILE.wav (--n 1) or FILE.png"
+
+    def __init__(self, mel: MelConfig, vocoder: dict[str, Any] | None = None):
+        self.mel, self.vocoder_spec = mel, dict(vocoder or DEFAULT_VOCODER)
+        self.front = MelFrontEnd(mel)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "AudioModality":
+        from ..typed import from_json
+
+        return cls(from_json(MelConfig, spec.get("mel", {}), "modality: mel"), spec.get("vocoder"))
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "audio", "mel": self.mel.to_dict(), "vocoder": self.vocoder_spec}
+
+    # model space <-> waves
+    def encode(self, waves: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+        """waves [N, samples] -> model-space log-mels [N, 1, mels, frames]."""
+        return self.front.encode(waves, frames)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space log-mels [N, 1, mels, T] -> waves float32 [N, T * hop] through the vocoder."""
+        spec = {k: v for k, v in self.vocoder_spec.items() if k != "name"}
+        voc = get_vocoder(self.vocoder_spec.get("name", "griffinlim"), self.mel, **spec)
+        return voc(self.front.magnitudes(x.float().cpu()), x.shape[-1] * self.mel.hop)
+
+    def preview(self, x: torch.Tensor) -> torch.Tensor:
+        """Spectrogram pictures uint8 [N, 3, mels, T]: low frequencies at the bottom, magma colours."""
+        from matplotlib import colormaps
+
+        v = ((x[:, 0].float().flip(1) + 1) / 2).clamp(0, 1).cpu().numpy()  # [N, M, T]
+        rgb = colormaps["magma"](v)[..., :3]  # [N, M, T, 3]
+        return torch.from_numpy((rgb * 255).round().astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
+
+    # files
+    def check_out(self, out: Path) -> None:
+        if Path(out).suffix not in ("", ".npz", ".wav", ".png"):
+            raise UserError(f"--out for audio is a folder, FILE.npz, FILE.wav or FILE.png, got {out}")
+
+    def write(self, x: torch.Tensor, out: Path, meta: Meta) -> str:
+        from ..audio.wav import wav_bytes, write_wav
+        from ..checkpoint import atomic_write_bytes, write_json
+        from ..images import save_grid
+
+        out = Path(out)
+        self.check_out(out)
+        sr = self.mel.sample_rate
+        if out.suffix == ".png":
+            save_grid(out, self.preview(x), meta.rows)
+            return f"wrote the spectrograms of {len(x)} samples to {out}"
+        waves = self.decode(x)  # [N, samples]
+        if out.suffix == ".wav":
+            if len(waves) != 1:
+                raise UserError(f"--out {out} holds one clip; ask for --n 1, or give a folder for {len(waves)}")
+            write_wav(out, waves[0], sr)
+            return f"wrote {out} ({waves.shape[1] / sr:.2f} s at {sr} Hz)"
+        if out.suffix == ".npz":
+            arrays: dict[str, Any] = {"audio": waves.numpy().astype(np.float32), "sample_rate": np.int64(sr)}
+            if meta.labels is not None:
+                arrays["labels"] = meta.labels.numpy().astype(np.int64)
+            if meta.prompts is not None:
+                arrays["prompts"] = np.array(meta.prompts)
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            atomic_write_bytes(out, buf.getvalue())
+            return f"wrote {len(waves)} clips to {out}"
+        manifest = []
+        for i, w in enumerate(waves):
+            name = f"sample_{i:03d}.wav"
+            atomic_write_bytes(out / name, wav_bytes(w, sr))
+            row: dict[str, Any] = {"file": name}
+            if meta.labels is not None:
+                lab = int(meta.labels[i])
+                row["label"] = lab
+                if meta.class_names and lab < len(meta.class_names):
+                    row["class"] = meta.class_names[lab]
+            if meta.prompts is not None:
+                row["prompt"] = meta.prompts[i]
+            manifest.append(row)
+        save_grid(out / "spectrograms.png", self.preview(x), meta.rows)
+        write_json(out / "samples.json", {"sample_rate": sr, "seconds": waves.shape[1] / sr, "samples": manifest})
+        return f"wrote {len(waves)} WAV files ({waves.shape[1] / sr:.2f} s at {sr} Hz), spectrograms.png and samples.json to {out}"
+
+    def read(self, path: Path, what: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """An audio file (anything soundfile decodes) as model-space [1, 1, mels, frames], cut or padded to the
+        frames of ``shape``."""
+        from ..audio.wav import read_wav
+
+        return self.encode(read_wav(path, self.mel.sample_rate, f"{what} audio")[None], shape[-1])
+
+    MAX_SECONDS = 10.0
+
+    def duration(self, shape: tuple[int, ...]) -> float:
+        return shape[-1] * self.mel.hop / self.mel.sample_rate
+
+    def sample_shape(self, shape: tuple[int, ...], seconds: float | None, multiple: int) -> tuple[tuple[int, ...], str | None]:
+        if seconds is None:
+            return tuple(shape), None
+        if not (seconds > 0 and seconds <= self.MAX_SECONDS):  # (NaN fails both)
+            raise UserError(f"--seconds must be in (0, {self.MAX_SECONDS:g}], got {seconds}")
+        frames = max(multiple, multiple * round(self.mel.frames_for(seconds) / multiple))
+        note = None
+        got = frames * self.mel.hop / self.mel.sample_rate
+        if abs(got - seconds) > 1e-9:
+            note = f"--seconds {seconds:g} rounded to {got:g} s ({frames} frames of {self.mel.hop / self.mel.sample_rate * 1000:g} ms, a multiple of {multiple})"
+        return (*shape[:-1], frames), note
+
+

@@ -1,0 +1,60 @@
+"""Images: uint8 C x H x W <-> [-1, 1]; PNG grids and .npz files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.dataset import to_model_space, to_uint8
+from ..errors import UserError
+from . import Meta, Modality
+
+
+class ImageModality(Modality):
+    name = "image"
+    out_help = "FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels int64 [N])"
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "ImageModality":
+        return cls()
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "image"}
+
+    def preview(self, x: torch.Tensor) -> torch.Tensor:
+        return to_uint8(x)
+
+    def check_out(self, out: Path) -> None:
+        if Path(out).suffix not in (".png", ".npz"):
+            raise UserError(f"--out must end in .png or .npz, got {out}")
+
+    def write(self, x: torch.Tensor, out: Path, meta: Meta) -> str:
+        """A grid PNG (one row per class or prompt) or an .npz with images, labels and prompts."""
+        from ..checkpoint import atomic_write_bytes
+        from ..images import save_grid
+
+        out = Path(out)
+        self.check_out(out)
+        images = to_uint8(x)
+        if out.suffix == ".png":
+            save_grid(out, images, meta.rows)
+            return f"wrote {len(x)} samples to {out}"
+        arrays = {"images": images.permute(0, 2, 3, 1).numpy()}
+        if meta.labels is not None:
+            arrays["labels"] = meta.labels.numpy().astype(np.int64)
+        if meta.prompts is not None:
+            arrays["prompts"] = np.array(meta.prompts)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(out, buf.getvalue())
+        return f"wrote {len(x)} samples to {out}"
+
+    def read(self, path: Path, what: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """A PNG/JPEG (one image) or .npz of images as [-1, 1] [N, C, H, W] with the C of ``shape``."""
+        from ..sampling_inputs import read_images
+
+        return to_model_space(read_images(path, shape[0], f"{what} image"))
