@@ -109,7 +109,12 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
     from .metrics import class_prompts
     from .model import load_model
 
+    from .modalities import require_image
+
+
     model, mcfg = load_model(Path(run), device)
+
+    require_image(mcfg, "plot samples")
     cfg = SampleConfig()
     if mcfg.task == "superres":
         import torch.nn.functional as F

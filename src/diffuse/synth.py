@@ -59,7 +59,10 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     is off, text/retrieval.py), or prompt each of their classes by name."""
     if per_class <= 0:
         raise UserError(f"--per-class must be a positive integer, got {per_class}")
+    from .modalities import require_image
+
     model, mcfg = load_model(Path(run), device)
+    require_image(mcfg, "synth")
     from .memory import check_items
 
     # each image's file name, label and manifest row are held until the manifest is written (the images are not)

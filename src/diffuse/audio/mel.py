@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+from . import need
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class MelFrontEnd:
     """waves [N, samples] <-> model-space log-mels [N, 1, n_mels, frames]."""
 
     def __init__(self, cfg: MelConfig):
-        import librosa
+        librosa = need("librosa")
 
         self.cfg = cfg
         fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmax=cfg.fmax)  # [M, F]

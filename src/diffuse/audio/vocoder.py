@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+from . import need
 import torch
 
 from .mel import MelConfig
@@ -31,7 +32,7 @@ class GriffinLim:
         self.cfg, self.n_iter, self.inversion = cfg, n_iter, inversion
 
     def __call__(self, mel: torch.Tensor, length: int) -> torch.Tensor:
-        import librosa
+        librosa = need("librosa")
 
         c = self.cfg
         m = mel.detach().cpu().double().numpy()

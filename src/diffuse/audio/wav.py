@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+from . import need
 import torch
 
 from ..errors import UserError
@@ -17,7 +18,7 @@ MAX_SECONDS = 600.0  # longer files are refused before decoding
 def read_wav(path: Path, sample_rate: int, what: str = "audio file") -> torch.Tensor:
     """A mono float32 wave [samples] at ``sample_rate``; unreadable, empty, overlong or non-finite files are one
     UserError line."""
-    import soundfile as sf
+    sf = need("soundfile")
 
     path = Path(path)
     if not path.is_file():
@@ -35,7 +36,7 @@ def read_wav(path: Path, sample_rate: int, what: str = "audio file") -> torch.Te
     if not np.isfinite(y).all():
         raise UserError(f"{what} {path} holds non-finite samples (NaN or inf)")
     if sr != sample_rate:
-        import librosa
+        librosa = need("librosa")
 
         y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate)
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
@@ -43,7 +44,7 @@ def read_wav(path: Path, sample_rate: int, what: str = "audio file") -> torch.Te
 
 def wav_bytes(wave: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
     """16-bit PCM mono WAV of a float wave in [-1, 1]."""
-    import soundfile as sf
+    sf = need("soundfile")
 
     buf = io.BytesIO()
     sf.write(buf, np.clip(np.asarray(wave, dtype=np.float32), -1, 1), sample_rate, subtype="PCM_16", format="WAV")

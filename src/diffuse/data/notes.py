@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import need
+
 from ..errors import UserError
 
 # (NSynth family, GM program, instrument name): these numbers and names, so figures compare across runs
@@ -152,7 +154,7 @@ CAPTIONS_PER_GROUP = 8
 
 def note_names(midi: int) -> list[str]:
     """The ways a caption names a MIDI note: 'G4', 'C#4' and 'D flat 4', 'middle C', 'the A below middle C'."""
-    import librosa
+    librosa = need("librosa")
 
     name = librosa.midi_to_note(midi, unicode=False)  # e.g. 'C#4'
     out = [name]

@@ -61,7 +61,10 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
         from .inception import load_inception
 
         inception = load_inception(inception_weights)  # fails before any sampling if the file is wrong
+    from ..modalities import require_image
+
     model, mcfg = load_model(Path(run_dir), device)
+    require_image(mcfg, "eval")
     from ..memory import check_items
 
     check_items(max(n, cas_per_class * mcfg.num_classes if "cas" in metrics else 0), mcfg.image_shape,

@@ -10,6 +10,7 @@ import hashlib
 import math
 
 import numpy as np
+from ..audio import need
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,7 +104,7 @@ def get_mel_classifier(x: torch.Tensor, family: torch.Tensor, pitch: torch.Tenso
 def pitch_cents(waves: torch.Tensor, midi: torch.Tensor, sample_rate: int) -> np.ndarray:
     """Error in cents [N] of each wave's median pyin f0 (voiced frames) against the asked MIDI note; NaN where pyin
     finds no voiced frame. Octave errors count in full (1200 cents)."""
-    import librosa
+    librosa = need("librosa")
 
     f0, voiced, _ = librosa.pyin(waves.numpy().astype(np.float64), fmin=librosa.midi_to_hz(36), fmax=librosa.midi_to_hz(84),
                                  sr=sample_rate, frame_length=2048, hop_length=256)

@@ -1,0 +1,84 @@
+"""The notes recipe, end to end: the 10-minute text-to-audio model against its real-data floor and its vocoder
+ceiling, on named notes (training phrasing) and on held-out phrasings (wordings never in a training caption).
+
+    diffuse train --data notes --cond text --minutes 10 --out runs/notes
+    python benchmarks/audio_recipe.py runs/notes [--n 275] [--guidance W]
+
+Targets (issue 13): family adherence on held-out phrasings >= 80%; >= 70% of samples within +-50 cents of the
+asked note; a Frechet distance within 3x the vocoder ceiling's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from diffuse.data.notes import FAMILIES, PITCHES, SYNONYMS, note_names  # noqa: E402
+from diffuse.generate import SampleConfig, generate  # noqa: E402
+from diffuse.metrics.audio_eval import HEADER, AudioJudge  # noqa: E402
+from diffuse.modalities import modality_of  # noqa: E402
+from diffuse.model import load_model  # noqa: E402
+from diffuse.text.retrieval import snap_prompts  # noqa: E402
+
+# other words for each family, and other sentence shapes, than data/notes.py's captions (tests check they differ)
+HELD_OUT = {"keyboard": ["pianoforte", "concert grand"], "mallet": ["wooden marimba", "xylophone"],
+            "organ": ["church organ", "hammond organ"], "guitar": ["spanish guitar", "classical guitarist"],
+            "bass": ["contrabass", "jazz double bass"], "string": ["solo violin", "violinist"],
+            "vocal": ["chorus of singers", "choral voices"], "brass": ["trumpeter", "bright trumpet"],
+            "reed": ["reed instrument", "saxophonist"], "flute": ["flautist", "silver flute"],
+            "synth_lead": ["chiptune square synth", "8-bit square lead"]}
+HELD_OUT_TEMPLATES = ["{i} sounding the note {p}", "a clip of {i} at pitch {p}"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--n", type=int, default=275, help="samples per set (and real clips for floor and ceiling)")
+    ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--steps", type=int, default=10)
+    args = ap.parse_args()
+    model, mcfg = load_model(args.run)
+    mod = modality_of(mcfg)
+    judge = AudioJudge(mod)
+    g = torch.Generator().manual_seed(0)
+    n = args.n
+    fam = torch.randint(len(FAMILIES), (n,), generator=g)
+    midi = torch.tensor(PITCHES)[torch.randint(len(PITCHES), (n,), generator=g)]
+    sets = {
+        "named notes (training phrasing)": [f"a {SYNONYMS[FAMILIES[f]][0]} playing {note_names(int(m))[0]}" for f, m in zip(fam, midi)],
+        "held-out phrasings": [HELD_OUT_TEMPLATES[i % 2].format(i=HELD_OUT[FAMILIES[f]][(i // 2) % 2], p=note_names(int(m))[0])
+                               for i, (f, m) in enumerate(zip(fam, midi))],
+    }
+    idx = torch.randperm(len(judge.test), generator=g)[:n]
+    rows = [judge.real_floor(idx).row("real test clips (floor)")]
+    t = time.time()
+    rows.append(judge.vocoder_ceiling(idx).row("real log-mels -> vocoder (ceiling)"))
+    print(f"vocoder: {time.time() - t:.0f} s for {n} clips", flush=True)
+    for name, prompts in sets.items():
+        t = time.time()
+        texts, _ = snap_prompts(prompts, args.run, mcfg)
+        x = generate(model, n, SampleConfig(steps=args.steps, guidance=args.guidance), text=_per_sample(texts, mcfg))
+        waves = mod.decode(x)
+        rows.append(judge.score_waves(waves, fam, midi).row(f"samples: {name}"))
+        rows.append(judge.score_mels(x, fam, midi).row(f"samples: {name}, log-mels before the vocoder"))
+        print(f"{name}: {time.time() - t:.0f} s", flush=True)
+    print(HEADER)
+    print("\n".join(rows))
+
+
+def _per_sample(texts: list[str], mcfg):
+    """The text condition with sample i conditioned on texts[i]."""
+    from diffuse.text.bank import CaptionBank, TextRows
+
+    bank = CaptionBank.build(texts, mcfg.text_encoder, cache=False)
+    return TextRows(bank.cond(bank.index(bank.texts)), bank.index(texts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Audio on the modality core: the mel front end against librosa, the vocoder round trip, the notes dataset, the
+modality records, non-square networks, and the CLI from training to WAV files, with its one-line errors."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cli_helpers import diffuse, one_line_error
+
+librosa = pytest.importorskip("librosa")
+sf = pytest.importorskip("soundfile")
+
+from diffuse.audio import MelConfig, MelFrontEnd  # noqa: E402
+from diffuse.audio.vocoder import GriffinLim  # noqa: E402
+from diffuse.cond import Cond  # noqa: E402
+from diffuse.data import notes  # noqa: E402
+from diffuse.modalities import get_modality  # noqa: E402
+from diffuse.modalities.audio import AudioModality  # noqa: E402
+
+needs_fluidsynth = pytest.mark.skipif(not Path(notes.SOUNDFONTS[0]).is_file(), reason=f"no SoundFont: {notes.APT}")
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return notes.build("test", limit=22, cache=False) if Path(notes.SOUNDFONTS[0]).is_file() else None
+
+
+def test_mel_front_end_equals_librosa():
+    cfg = MelConfig()
+    y = np.random.default_rng(0).standard_normal((3, 16000)).astype(np.float32) * 0.1
+    ref = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=1024, hop_length=160, n_mels=64, fmax=8000, power=1.0)
+    ours = MelFrontEnd(cfg).mel(torch.from_numpy(y)).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-6 * ref.max())
+    x = MelFrontEnd(cfg).encode(torch.from_numpy(y))
+    assert x.shape == (3, 1, 64, 100)
+    np.testing.assert_allclose(x[:, 0].numpy(), (np.log(np.maximum(ref[..., :100], 1e-5)) + 5.0) / 6.5, atol=1e-4)
+
+
+@needs_fluidsynth
+def test_vocoder_round_trip_keeps_the_log_mel(clips):
+    """mel -> Griffin-Lim -> mel: the mean absolute log-mel error over cells above the floor is under 0.6 nats
+    (model space 0.09): Griffin-Lim's phase is not the original's, so this is a tolerance, not an identity."""
+    mod = AudioModality(MelConfig())
+    x = mod.encode(torch.from_numpy(clips.waves[:6]))
+    y = GriffinLim(mod.mel, n_iter=32)(mod.front.magnitudes(x), mod.mel.samples)
+    assert y.shape == (6, 16000) and torch.isfinite(y).all()
+    x2 = mod.encode(y)
+    loud = x > -0.5  # cells well above the floor, where the notes are
+    err = ((x2 - x).abs()[loud]).mean() * 6.5
+    assert err < 0.6, err
+    noise = mod.encode(torch.randn(6, 16000) * 0.05)  # and the round trip is far closer than unrelated audio
+    assert err < 0.5 * ((noise - x).abs()[loud]).mean() * 6.5
+
+
+@needs_fluidsynth
+def test_notes_build_is_deterministic_and_splits_differ(clips):
+    again = notes.build("test", limit=22, cache=False)
+    assert np.array_equal(clips.waves, again.waves) and np.array_equal(clips.pitch, again.pitch)
+    assert clips.waves.shape == (22, 16000) and np.abs(clips.waves).max() <= 1 and np.abs(clips.waves).max(1).min() > 1e-3
+    train = notes.build("train", limit=22, cache=False)
+    assert not any(np.allclose(a, b) for a in train.waves for b in clips.waves)  # other renders, never trained on
+    pairs = {}
+    full = notes._plan("train")
+    for f, p, v, s in zip(*full):
+        pairs.setdefault((f, p), []).append(s)
+    assert len(pairs) == 11 * 25 and all(len(s) == notes.TRAIN_RENDERS for s in pairs.values())
+
+
+@needs_fluidsynth
+def test_rendered_pitch_is_the_asked_note(clips):
+    """pyin on the real renders: detune is at most 10 cents, so most clips sit within 50 cents of their note."""
+    from diffuse.metrics.audio import pitch_cents
+
+    cents = pitch_cents(torch.from_numpy(clips.waves), torch.from_numpy(clips.pitch), 16000)
+    assert np.mean(np.abs(np.nan_to_num(cents, nan=1e9)) <= 50) >= 0.7
+
+
+def test_captions_name_instrument_and_note_and_held_out_phrasings_never_leak():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from audio_recipe import HELD_OUT, HELD_OUT_TEMPLATES
+
+    caps = notes.group_captions("brass", 67, "")
+    assert caps[0] == "a trumpet playing G4" and all("G4" in c for c in caps)
+    assert "middle C" in notes.note_names(60) and "the A below middle C" in notes.note_names(57)
+    assert any("soft" in c or "quiet" in c for c in notes.group_captions("keyboard", 60, "soft"))
+    everything = " | ".join(c for f in notes.FAMILIES for p in notes.PITCHES for d in notes.DYNAMICS
+                            for c in notes.group_captions(f, p, d))
+    for fam, words in HELD_OUT.items():
+        for w in words:
+            assert f" {w} " not in f" {everything} ".replace(",", " "), w
+    for t in HELD_OUT_TEMPLATES:  # their fixed words, too
+        for part in (p.strip(" ,") for p in t.replace("}", "{").split("{")[::2]):
+            assert not part or part not in everything, part
+
+
+def test_modality_records_round_trip_through_json():
+    mod = AudioModality(MelConfig(frames=40))
+    again = get_modality(json.loads(json.dumps(mod.spec())))
+    assert isinstance(again, AudioModality) and again.mel == mod.mel
+    assert get_modality(None).name == "image"
+    x = torch.linspace(-1, 1, 2 * 64 * 40).reshape(2, 1, 64, 40)
+    pic = mod.preview(x)
+    assert pic.dtype == torch.uint8 and pic.shape == (2, 3, 64, 40)
+    assert pic[0, :, -1].float().mean() < pic[0, :, 0].float().mean()  # low mels (low values here) at the bottom
+    with pytest.raises(Exception, match="--seconds must be"):
+        mod.sample_shape((1, 64, 40), 0.0, 4)
+    shape, note = mod.sample_shape((1, 64, 40), 0.333, 4)
+    assert shape == (1, 64, 32) and "0.32" in note
+    with pytest.raises(Exception, match="audio models"):
+        get_modality(None).sample_shape((1, 8, 8), 1.0, 1)
+
+
+@pytest.mark.parametrize("arch", ["unet", "dit"])
+def test_non_square_networks_and_other_lengths(arch):
+    from diffuse.nets import DiT, UNet, dit_preset, preset
+
+    torch.manual_seed(0)
+    net = (UNet(preset("tiny", image_size=8, image_width=12, attn_resolutions=(4,), num_classes=3)) if arch == "unet"
+           else DiT(dit_preset("tiny", image_size=8, image_width=12, num_classes=3)))
+    for w in (12, 16):  # the trained width, and a longer clip
+        x = torch.randn(2, 1, 8, w)
+        out = net(x, torch.zeros(2), Cond(labels=torch.tensor([0, 3])))
+        assert out.shape == x.shape
+    square = UNet(preset("tiny", image_size=8)) if arch == "unet" else DiT(dit_preset("tiny", image_size=8))
+    with pytest.raises(ValueError, match="built for 8x8"):
+        square(torch.randn(1, 1, 8, 12), torch.zeros(1))
+
+
+def test_cond_is_one_type_for_every_condition():
+    labels = torch.tensor([1, 2])
+    text = {"tokens": torch.randn(2, 3, 4), "mask": torch.ones(2, 3, dtype=torch.bool), "pooled": torch.randn(2, 4),
+            "drop": torch.zeros(2, dtype=torch.bool)}
+    assert torch.equal(Cond.of(labels).labels, labels) and Cond.of(text).text is text and Cond.of(None).labels is None
+    c = Cond(labels, text)
+    both = c.cat(c.null(5))
+    assert both.labels.tolist() == [1, 2, 5, 5] and both.text["drop"].tolist() == [False, False, True, True]
+    assert len(both) == 4 and both.index(slice(1, 3)).labels.tolist() == [2, 5]
+
+
+def _tree_hash(run: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(run.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def audio_run(tmp_path_factory):
+    if not Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    run = tmp_path_factory.mktemp("audio") / "run"
+    diffuse("train", "--data", "notes:110", "--cond", "class", "--steps", "6", "--batch-size", "16", "--out", run)
+    return run
+
+
+def test_cli_trains_on_notes_and_writes_wavs_spectrograms_and_npz(audio_run, tmp_path):
+    cfg = json.loads((audio_run / "config.json").read_text())
+    assert cfg["model"]["modality"]["name"] == "audio" and cfg["model"]["net"]["image_width"] == 100
+    r = diffuse("sample", audio_run, "--n", "3", "--steps", "4", "--label", "7", "--out", tmp_path / "out")
+    assert "3 WAV files" in r.stdout
+    for i in range(3):
+        data, sr = sf.read(tmp_path / "out" / f"sample_{i:03d}.wav")
+        assert sr == 16000 and data.shape == (16000,) and np.isfinite(data).all()
+    man = json.loads((tmp_path / "out" / "samples.json").read_text())
+    assert [s["class"] for s in man["samples"]] == ["brass"] * 3
+    assert (tmp_path / "out" / "spectrograms.png").is_file()
+    r = diffuse("sample", audio_run, "--n", "2", "--steps", "4", "--seconds", "0.5", "--out", tmp_path / "x.npz")
+    assert "rounded to 0.48 s" in r.stderr  # 0.5 s = 50 frames: not a multiple of the 4x4 patches, and said so
+    z = np.load(tmp_path / "x.npz")
+    assert z["audio"].dtype == np.float32 and z["audio"].shape[0] == 2 and int(z["sample_rate"]) == 16000
+    assert z["audio"].shape[1] == 48 * 160 and z["labels"].tolist() == [0, 1]
+    # audio-to-audio and continuation from a WAV
+    diffuse("sample", audio_run, "--n", "1", "--steps", "4", "--init", tmp_path / "out" / "sample_000.wav", "--strength", "0.5",
+            "--out", tmp_path / "a2a.wav")
+    diffuse("sample", audio_run, "--n", "1", "--steps", "4", "--init", tmp_path / "out" / "sample_000.wav", "--keep-seconds", "0.4",
+            "--out", tmp_path / "cont.wav")
+    assert sf.info(tmp_path / "cont.wav").frames == 16000
+
+
+def test_audio_bad_input_is_one_line_and_changes_nothing(audio_run, tmp_path):
+    before = _tree_hash(audio_run)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    png = tmp_path / "pic.wav"
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "pic.png")
+    png.write_bytes((tmp_path / "pic.png").read_bytes())
+    cases = [(["--init", bad], "cannot read init audio"), (["--init", png], "cannot read init audio"),
+             (["--seconds", "0"], "--seconds must be"), (["--seconds", "-1"], "--seconds must be"),
+             (["--seconds", "1000"], "--seconds must be"), (["--prompt", "a trumpet"], "--prompt needs a text-conditional"),
+             (["--keep-seconds", "0.5"], "need --init"), (["--out", tmp_path / "x.gif"], "--out for audio")]
+    for extra, needle in cases:
+        args = ["sample", audio_run, "--n", "1", "--steps", "2", *map(str, extra)]
+        if "--out" not in map(str, extra):
+            args += ["--out", str(tmp_path / "o.wav")]
+        one_line_error(diffuse(*args, check=False), needle)
+    assert _tree_hash(audio_run) == before
+
+
+def test_missing_soundfont_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFUSE_SOUNDFONT", str(tmp_path / "none.sf2"))
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))
+    r = diffuse("train", "--data", "notes:22", "--steps", "1", "--out", tmp_path / "run", check=False)
+    one_line_error(r, "apt-get install fluidsynth fluid-soundfont-gm")
+    assert not (tmp_path / "run").exists()
