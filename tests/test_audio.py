@@ -196,7 +196,7 @@ def test_audio_bad_input_is_one_line_and_changes_nothing(audio_run, tmp_path):
     cases = [(["--init", bad], "cannot read init audio"), (["--init", png], "cannot read init audio"),
              (["--seconds", "0"], "--seconds must be"), (["--seconds", "-1"], "--seconds must be"),
              (["--seconds", "1000"], "--seconds must be"), (["--prompt", "a trumpet"], "--prompt needs a text-conditional"),
-             (["--keep-seconds", "0.5"], "need --init"), (["--out", tmp_path / "x.gif"], "--out for audio")]
+             (["--keep-seconds", "0.5"], "--keep-seconds needs --init"), (["--out", tmp_path / "x.gif"], "--out for audio")]
     for extra, needle in cases:
         args = ["sample", audio_run, "--n", "1", "--steps", "2", *map(str, extra)]
         if "--out" not in map(str, extra):
@@ -211,3 +211,34 @@ def test_missing_soundfont_is_one_line(tmp_path, monkeypatch):
     r = diffuse("train", "--data", "notes:22", "--steps", "1", "--out", tmp_path / "run", check=False)
     one_line_error(r, "apt-get install fluidsynth fluid-soundfont-gm")
     assert not (tmp_path / "run").exists()
+
+
+def test_fuzzed_wav_files_are_read_or_refused_in_one_line(tmp_path):
+    """Hypothesis: damaged WAVs (a real one with bytes flipped, cut or appended) are either read as finite mono
+    audio at the model's rate, or refused with a UserError; nothing else escapes."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from diffuse.audio.wav import read_wav, wav_bytes
+    from diffuse.errors import UserError
+
+    good = wav_bytes(np.sin(np.linspace(0, 200, 4000)).astype(np.float32) * 0.5, 8000)
+
+    @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(good) - 1), st.integers(0, 255)), max_size=8),
+           st.integers(0, len(good)), st.binary(max_size=64))
+    def check(flips, cut, tail):
+        data = bytearray(good[:cut] + tail)
+        for i, b in flips:
+            if i < len(data):
+                data[i] = b
+        p = tmp_path / "f.wav"
+        p.write_bytes(bytes(data))
+        try:
+            y = read_wav(p, 16000)
+        except UserError as e:
+            assert str(e).count("\n") == 0
+            return
+        assert y.ndim == 1 and y.dtype == torch.float32 and torch.isfinite(y).all()
+
+    check()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .checkpoint import atomic_write_bytes
+from .errors import UserError
 
 
 def make_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -93,3 +95,22 @@ def _to_uint8_array(im, gray: bool | None, what: str, path: Path) -> np.ndarray:
         arr = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
         return arr if gray else np.repeat(arr[..., None], 3, axis=-1)
     return np.asarray(im.convert("L" if gray else "RGB"))
+
+
+def read_images(path: Path, channels: int, what: str) -> torch.Tensor:
+    """A PNG/JPEG (one image) or .npz (``images`` uint8 [N, H, W, C]) as uint8 [N, C, H, W] with ``channels``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arr = z["images"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # corrupt, no 'images', object array
+            raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {str(e)[:160]}") from None
+        if arr.ndim != 4 or arr.dtype != np.uint8 or arr.shape[-1] != channels:
+            raise UserError(f"{what} {path}: 'images' must be uint8 [N, H, W, {channels}], got {arr.dtype} {list(arr.shape)}")
+        return torch.from_numpy(arr.copy()).permute(0, 3, 1, 2).contiguous()
+    arr = read_image(path, channels == 1, what)
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].contiguous()

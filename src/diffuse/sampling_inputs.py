@@ -3,7 +3,6 @@ a mask, a low-res image. Every bad input is one UserError line."""
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,27 +12,8 @@ import torch
 from .data import to_model_space
 from .errors import UserError
 from .generate import prompt_cond, round_robin_labels
-from .images import read_image
+from .images import read_images
 from .model import ModelConfig
-
-
-def read_images(path: Path, channels: int, what: str) -> torch.Tensor:
-    """A PNG/JPEG (one image) or .npz (``images`` uint8 [N, H, W, C]) as uint8 [N, C, H, W] with ``channels``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} not found: {path}")
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arr = z["images"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # corrupt, no 'images', object array
-            raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {str(e)[:160]}") from None
-        if arr.ndim != 4 or arr.dtype != np.uint8 or arr.shape[-1] != channels:
-            raise UserError(f"{what} {path}: 'images' must be uint8 [N, H, W, {channels}], got {arr.dtype} {list(arr.shape)}")
-        return torch.from_numpy(arr.copy()).permute(0, 3, 1, 2).contiguous()
-    arr = read_image(path, channels == 1, what)
-    arr = arr[..., None] if arr.ndim == 2 else arr
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].contiguous()
 
 
 def _check_size(images: torch.Tensor, size: int, what: str, path: Path) -> None:
@@ -122,8 +102,10 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         out.prompts = prompts
     else:
         out.labels = round_robin_labels(n, mcfg.num_classes, label)
-    if (mask is not None or keep is not None) and init is None:
-        raise UserError("--mask and --keep-seconds need --init (what to inpaint or continue)")
+    if mask is not None and init is None:
+        raise UserError("--mask needs --init (the image to inpaint)")
+    if keep is not None and init is None:
+        raise UserError("--keep-seconds needs --init (the clip to continue)")
     if init is None:
         if strength != 1.0 or resample != 1:
             raise UserError("--strength and --resample need --init")
@@ -132,7 +114,7 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
 
     x = mod.read(init, "init", shape)  # model space [N, *shape]
     if tuple(x.shape[1:]) != shape:
-        raise UserError(f"init {init} is {'x'.join(map(str, x.shape[1:]))}, but this model needs {'x'.join(map(str, shape))}")
+        raise UserError(f"init {init} is {'x'.join(map(str, x.shape[2:]))}, but this model needs {'x'.join(map(str, shape[1:]))}")
     if len(x) not in (1, n):
         raise UserError(f"--init holds {len(x)} images; give one, or --n {len(x)}")
     m = None

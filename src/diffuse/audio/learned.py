@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import need
+from .deps import need
 from .mel import MelConfig, MelFrontEnd
 
 class MelToSTFT(nn.Module):

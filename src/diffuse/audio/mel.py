@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from . import need
+from .deps import need
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-from . import need
+from .deps import need
 import torch
 
 from .mel import MelConfig

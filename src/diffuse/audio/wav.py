@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from . import need
+from .deps import need
 import torch
 
 from ..errors import UserError

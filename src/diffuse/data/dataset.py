@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..pixels import to_model_space, to_uint8  # noqa: F401 (the data layer's names for them)
+
 
 @dataclass
 class ImageDataset:
@@ -41,16 +43,6 @@ class ImageDataset:
         caps = None if self.captions is None else (self.captions[0], self.captions[1][idx])
         extra = None if self.extra is None else {k: v[idx] for k, v in self.extra.items()}
         return ImageDataset(self.images[idx], labels, self.class_names, self.name, files, self.modality, caps, extra)
-
-
-def to_model_space(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, C, H, W] in [0, 255] -> float32 in [-1, 1]; items already in model space (float) pass as float32."""
-    return images.float() if images.is_floating_point() else images.float() / 127.5 - 1
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8 [0, 255], rounded and clipped."""
-    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:

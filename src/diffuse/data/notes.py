@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import need
+from ..audio.deps import need
 
 from ..errors import UserError
 
@@ -110,7 +110,7 @@ def _plan(split: str) -> tuple[list[int], list[int], list[int], list[int]]:
 def build(split: str, limit: int | None = None, cache: bool = True) -> Notes:
     """The ``split`` clips (``limit``: every k-th clip, for tests), rendered once and then read from the cache."""
     from ..checkpoint import atomic_write_bytes
-    from ..metrics.classifier import cache_dir
+    from ..cache import cache_dir
 
     sf2 = soundfont()
     fam, pitch, vel, seed = _plan(split)
@@ -172,13 +172,20 @@ def dynamic(velocity: int) -> str:
     return "soft" if velocity < 60 else "loud" if velocity > 110 else ""
 
 
+def _an(text: str) -> str:
+    """'a organ' -> 'an organ', 'a alto sax' -> 'an alto sax'."""
+    import re
+
+    return re.sub(r"\ba (?=[aeiou])", "an ", text)
+
+
 def group_captions(family: str, pitch: int, dyn: str) -> list[str]:
     """The training captions of one (family, pitch, dynamics) group: the plain 'a <instrument> playing <note>'
     first, then a fixed pseudo-random choice from templates x synonyms x note names x dynamic words."""
     words = SYNONYMS[family]
-    first = TEMPLATES[0].format(d=DYNAMICS[dyn][0], i=words[0], p=note_names(pitch)[0])
+    first = _an(TEMPLATES[0].format(d=DYNAMICS[dyn][0], i=words[0], p=note_names(pitch)[0]))
     pool = [t.format(d=d, i=i, p=p) for t in TEMPLATES for i in words for p in note_names(pitch) for d in DYNAMICS[dyn]]
-    pool = [c for c in dict.fromkeys(pool) if c != first]
+    pool = [c for c in dict.fromkeys(_an(c) for c in pool) if c != first]
     r = np.random.default_rng(FAMILIES.index(family) * 1000 + pitch * 10 + len(dyn))
     return [first] + [pool[i] for i in r.choice(len(pool), min(len(pool), CAPTIONS_PER_GROUP - 1), replace=False)]
 

@@ -10,13 +10,14 @@ import hashlib
 import math
 
 import numpy as np
-from ..audio import need
+from ..audio.deps import need
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_into, load_tensors, save_tensors
-from .classifier import FEATURE_DIM, cache_dir
+from ..cache import cache_dir
+from .classifier import FEATURE_DIM
 
 MEL_CLASSIFIER_VERSION = 1
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cache import cache_dir  # noqa: F401 (re-exported: older call sites import it from here)
 from ..checkpoint import load_into, load_tensors, save_tensors
 from ..data import ImageDataset, get_batch, to_model_space
 
@@ -50,11 +51,6 @@ def dataset_hash(ds: ImageDataset) -> str:
     if ds.labels is not None:
         h.update(ds.labels.numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    """$DIFFUSE_CACHE, or ~/.cache/diffuse."""
-    return Path(os.environ.get("DIFFUSE_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "diffuse"))
 
 
 def train_classifier(train: ImageDataset, epochs: int = 3, batch_size: int = 128, seed: int = 0, min_steps: int = 600) -> DomainClassifier:

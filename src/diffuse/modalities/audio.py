@@ -15,7 +15,7 @@ import torch
 from ..audio.mel import MelConfig, MelFrontEnd
 from ..audio.vocoder import get_vocoder
 from ..errors import UserError
-from . import Meta, Modality
+from .base import Meta, Modality
 
 DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv"}
 

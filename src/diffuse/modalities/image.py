@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.dataset import to_model_space, to_uint8
+from ..pixels import to_model_space, to_uint8
 from ..errors import UserError
-from . import Meta, Modality
+from .base import Meta, Modality
 
 
 class ImageModality(Modality):
@@ -55,6 +55,6 @@ class ImageModality(Modality):
 
     def read(self, path: Path, what: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A PNG/JPEG (one image) or .npz of images as [-1, 1] [N, C, H, W] with the C of ``shape``."""
-        from ..sampling_inputs import read_images
+        from ..images import read_images
 
         return to_model_space(read_images(path, shape[0], f"{what} image"))

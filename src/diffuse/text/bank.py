@@ -95,7 +95,7 @@ class CaptionBank:
 
     @classmethod
     def build(cls, texts: list[str], encoder: str = "minilm", cache: bool = True) -> "CaptionBank":
-        from ..metrics.classifier import cache_dir
+        from ..cache import cache_dir
         from .encoder import get_encoder
 
         texts = list(dict.fromkeys(texts))
