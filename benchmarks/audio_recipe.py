@@ -2,7 +2,7 @@
 ceiling, on named notes (training phrasing) and on held-out phrasings (wordings never in a training caption).
 
     diffuse train --data notes --cond text --minutes 10 --out runs/notes
-    python benchmarks/audio_recipe.py runs/notes [--n 275] [--guidance W]
+    python benchmarks/audio_recipe.py runs/notes [--n 275] [--guidance W[,W2,...]]
 
 Targets (issue 13): family adherence on held-out phrasings >= 80%; >= 70% of samples within +-50 cents of the
 asked note; a Frechet distance within 3x the vocoder ceiling's.
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from diffuse.data.notes import FAMILIES, PITCHES, SYNONYMS, note_names  # noqa: E402
 from diffuse.generate import SampleConfig, generate  # noqa: E402
-from diffuse.metrics.audio_eval import HEADER, AudioJudge  # noqa: E402
+from diffuse.metrics.audio_eval import HEADER, NotesJudge  # noqa: E402
 from diffuse.modalities import modality_of  # noqa: E402
 from diffuse.model import load_model  # noqa: E402
 from diffuse.text.retrieval import snap_prompts  # noqa: E402
@@ -40,12 +40,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--n", type=int, default=275, help="samples per set (and real clips for floor and ceiling)")
-    ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--guidance", default=None, help="guidance strength, or a comma list to sweep (default: the run's)")
     ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args()
     model, mcfg = load_model(args.run)
     mod = modality_of(mcfg)
-    judge = AudioJudge(mod)
+    judge = NotesJudge(mod)
     g = torch.Generator().manual_seed(0)
     n = args.n
     fam = torch.randint(len(FAMILIES), (n,), generator=g)
@@ -60,14 +60,17 @@ def main() -> None:
     t = time.time()
     rows.append(judge.vocoder_ceiling(idx).row("real log-mels -> vocoder (ceiling)"))
     print(f"vocoder: {time.time() - t:.0f} s for {n} clips", flush=True)
-    for name, prompts in sets.items():
-        t = time.time()
-        texts, _ = snap_prompts(prompts, args.run, mcfg)
-        x = generate(model, n, SampleConfig(steps=args.steps, guidance=args.guidance), text=_per_sample(texts, mcfg))
-        waves = mod.decode(x)
-        rows.append(judge.score_waves(waves, fam, midi).row(f"samples: {name}"))
-        rows.append(judge.score_mels(x, fam, midi).row(f"samples: {name}, log-mels before the vocoder"))
-        print(f"{name}: {time.time() - t:.0f} s", flush=True)
+    for w in [float(v) for v in args.guidance.split(",")] if args.guidance else [None]:
+        scfg = SampleConfig(steps=args.steps, guidance=w)
+        tag = f", guidance {scfg.guidance_for(True, text=True):g}"
+        for name, prompts in sets.items():
+            t = time.time()
+            texts, _ = snap_prompts(prompts, args.run, mcfg)
+            x = generate(model, n, scfg, text=_per_sample(texts, mcfg))
+            waves = mod.decode(x)
+            rows.append(judge.score_waves(waves, fam, midi).row(f"samples: {name}{tag}"))
+            rows.append(judge.score_mels(x, fam, midi).row(f"samples: {name}{tag}, log-mels before the vocoder"))
+            print(f"{name}{tag}: {time.time() - t:.0f} s", flush=True)
     print(HEADER)
     print("\n".join(rows))
 

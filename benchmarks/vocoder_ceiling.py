@@ -23,7 +23,7 @@ from diffuse.audio import MelConfig  # noqa: E402
 from diffuse.audio.learned import train_mel_to_stft  # noqa: E402
 from diffuse.audio.vocoder import GriffinLim  # noqa: E402
 from diffuse.data.notes import build  # noqa: E402
-from diffuse.metrics.audio_eval import HEADER, AudioJudge  # noqa: E402
+from diffuse.metrics.audio_eval import HEADER, NotesJudge  # noqa: E402
 from diffuse.modalities.audio import AudioModality  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = MelConfig()
     mod = AudioModality(cfg)
-    judge = AudioJudge(mod)
+    judge = NotesJudge(mod)
     idx = torch.arange(len(judge.test))
     fam, midi = judge.test.labels, judge.test.extra["pitch"]
     mags = mod.front.magnitudes(judge.test.images)

@@ -130,6 +130,7 @@ def sample(
     strength: float = typer.Option(1.0, help="img2img: how much of the schedule to run (0 = return --init, 1 = from noise)"),
     mask: Optional[Path] = typer.Option(None, help="inpainting mask PNG: white = keep --init, black = generate"),
     keep_seconds: Optional[float] = typer.Option(None, help="audio: keep the first S seconds of --init and continue it"),
+    inpaint_seconds: Optional[str] = typer.Option(None, help="audio: A:B, regenerate seconds A to B of --init, keep the rest"),
     seconds: Optional[float] = typer.Option(None, help="audio: clip length (rounded to the model's frame grid)"),
     resample: int = typer.Option(1, help="inpainting: RePaint resampling, K passes per step"),
     consistency: bool = typer.Option(True, help="super-resolution: keep the output's low-pass equal to the input"),
@@ -163,19 +164,13 @@ def sample(
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
     model, mcfg = load_model(run, dev)
     shape, note = mod.sample_shape(mcfg.net_shape, seconds, getattr(mcfg.net, "patch_size", 1))
-    keep = None
-    if keep_seconds is not None:
-        total = mod.duration(shape)
-        if total is None:
-            raise UserError("--keep-seconds is for audio models")
-        if not 0 < keep_seconds < total:
-            raise UserError(f"--keep-seconds must be in (0, {total:g}) for {total:g} s clips, got {keep_seconds}")
-        keep = (0.0, keep_seconds / total)
+    keep = _time_mask(mod.duration(shape), keep_seconds, inpaint_seconds)
     c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption, mod, shape,
                    keep)
     for line in ([note] if note else []) + c.notes if d.is_writer else []:
         typer.echo(line, err=True)
     n = c.n
+    mod.check_out(out, n)  # the number of samples is known now (a --prompts file sets it)
     scfg.validate(mcfg.conditional)
     lo, hi = dist.shard(d, n)
     with _bar(hi - lo, "sample", "item") as bar:
@@ -233,6 +228,28 @@ def eval_(
     from .metrics.report import format_eval
 
     typer.echo(format_eval(res))
+
+
+def _time_mask(total: float | None, keep_seconds: float | None, inpaint: str | None) -> tuple[tuple[float, float], ...] | None:
+    """The spans of --init to keep, as fractions of the clip: [0, S) for --keep-seconds S, everything but [A, B) for
+    --inpaint-seconds A:B."""
+    if keep_seconds is None and inpaint is None:
+        return None
+    if total is None:
+        raise UserError("--keep-seconds and --inpaint-seconds are for audio models")
+    if keep_seconds is not None and inpaint is not None:
+        raise UserError("give --keep-seconds or --inpaint-seconds, not both")
+    if keep_seconds is not None:
+        if not 0 < keep_seconds < total:
+            raise UserError(f"--keep-seconds must be in (0, {total:g}) for {total:g} s clips, got {keep_seconds}")
+        return ((0.0, keep_seconds / total),)
+    try:
+        a, b = (float(v) for v in inpaint.split(":"))
+    except ValueError:
+        raise UserError(f"--inpaint-seconds takes A:B (seconds, e.g. 0.3:0.6), got {inpaint!r}") from None
+    if not 0 <= a < b <= total:
+        raise UserError(f"--inpaint-seconds A:B needs 0 <= A < B <= {total:g} for {total:g} s clips, got {inpaint}")
+    return ((0.0, a / total), (b / total, 1.0))
 
 
 def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:

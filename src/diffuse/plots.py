@@ -105,16 +105,14 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
     import torch
 
     from .data import load_dataset, to_model_space, to_uint8
-    from .generate import SampleConfig, generate_uint8, prompt_cond
+    from .generate import SampleConfig, generate, prompt_cond
     from .metrics import class_prompts
     from .model import load_model
 
-    from .modalities import require_image
-
+    from .modalities import modality_of
 
     model, mcfg = load_model(Path(run), device)
-
-    require_image(mcfg, "plot samples")
+    preview = modality_of(mcfg).preview  # uint8 pictures of model-space samples (spectrograms for audio)
     cfg = SampleConfig()
     if mcfg.task == "superres":
         import torch.nn.functional as F
@@ -131,12 +129,12 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
         n = n_per_row * len(names)
         if mcfg.cond == "text":
             text, _ = prompt_cond(names, n, mcfg.text_encoder)
-            imgs = generate_uint8(model, n, cfg, text=text)
+            imgs = preview(generate(model, n, cfg, text=text))
         else:
-            imgs = generate_uint8(model, n, cfg, torch.arange(n) % len(names))
+            imgs = preview(generate(model, n, cfg, torch.arange(n) % len(names)))
         rows = [imgs[i :: len(names)] for i in range(len(names))]
     else:
-        imgs = generate_uint8(model, n_per_row * n_per_row, cfg)
+        imgs = preview(generate(model, n_per_row * n_per_row, cfg))
         rows, names = [imgs[i * n_per_row : (i + 1) * n_per_row] for i in range(n_per_row)], [""] * n_per_row
     fig, axes = plt.subplots(len(rows), n_per_row, figsize=(n_per_row * 0.8 + 2.2, len(rows) * 0.8), squeeze=False)
     for r, (row, name) in enumerate(zip(rows, names)):

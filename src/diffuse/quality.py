@@ -31,6 +31,7 @@ def quality_sweep(run: Path, n: int = 500, samplers: tuple[str, ...] = QUALITY_S
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """FID and label accuracy at each (sampler, NFE), one set of n samples each, same seeds throughout."""
     from .metrics import class_prompts, evaluate_denoiser
+    from .modalities import modality_of
     from .model import load_model
 
     bad = [s for s in samplers if s not in SAMPLERS]
@@ -45,7 +46,8 @@ def quality_sweep(run: Path, n: int = 500, samplers: tuple[str, ...] = QUALITY_S
             scfg = SampleConfig(sampler=sampler, steps=steps_for(sampler, target), guidance=guidance, seed=seed)
             t0 = time.monotonic()
             r = evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress,
-                                  prompts=class_prompts(mcfg), text_encoder=mcfg.text_encoder)
+                                  prompts=class_prompts(mcfg), text_encoder=mcfg.text_encoder,
+                                  modality=modality_of(mcfg))
             row = {"sampler": sampler, "steps": scfg.steps, "nfe": nfe(sampler, scfg.steps), "target_nfe": target, "fid": r["fid"],
                    "label_accuracy": r.get("label_accuracy"), "seconds": time.monotonic() - t0}
             rows.append(row)

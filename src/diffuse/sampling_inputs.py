@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .data import to_model_space
@@ -51,11 +50,12 @@ class Conditions:
 def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str], prompts_file: Path | None,
                init: Path | None, strength: float, mask: Path | None, resample: int,
                run: Path | None = None, nearest_caption: bool = True, mod=None, shape: tuple[int, ...] | None = None,
-               keep: tuple[float, float] | None = None) -> Conditions:
+               keep: tuple[tuple[float, float], ...] | None = None) -> Conditions:
     """Everything `sample` conditions on, checked against the model. Text models condition on each prompt's
     nearest training caption of ``run`` (text/retrieval.py) unless ``nearest_caption`` is off. ``mod`` (the run's
     modality) reads ``init`` at ``shape`` (the shape sampled, default the model's); ``keep`` = (a, b): keep the
-    init's span [a, b) of the last axis as fractions of its length and generate the rest (audio continuation)."""
+    init's spans [a, b) of the last axis (fractions of its length) and generate the rest (audio continuation and
+    inpainting in time)."""
     from .modalities import modality_of
 
     mod = mod or modality_of(mcfg)
@@ -90,9 +90,9 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         if not prompts:
             if not mcfg.class_names:
                 raise UserError("this is a text model: give --prompt TEXT (or --prompts FILE)")
-            from .text.captions import canonical_prompt
+            from .text.captions import default_prompts
 
-            prompts = [canonical_prompt(c) for c in mcfg.class_names]
+            prompts = default_prompts(mcfg)
         texts = prompts
         if run is not None and given:  # the default prompts are training captions already
             from .text.retrieval import snap_prompts
@@ -105,7 +105,7 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
     if mask is not None and init is None:
         raise UserError("--mask needs --init (the image to inpaint)")
     if keep is not None and init is None:
-        raise UserError("--keep-seconds needs --init (the clip to continue)")
+        raise UserError("--keep-seconds and --inpaint-seconds need --init (the clip to continue or repair)")
     if init is None:
         if strength != 1.0 or resample != 1:
             raise UserError("--strength and --resample need --init")
@@ -126,9 +126,9 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         m = mk.float() / 255
     if keep is not None:
         t = shape[-1]
-        a, b = round(keep[0] * t), round(keep[1] * t)
         m = torch.zeros(1, 1, *shape[1:])
-        m[..., a:b] = 1.0
+        for a, b in keep:
+            m[..., round(a * t) : round(b * t)] = 1.0
     out.edit = Edit(x, strength, m, resample)
     return out
 

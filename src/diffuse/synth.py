@@ -1,6 +1,6 @@
 """Labelled synthetic datasets: ``diffuse synth RUN --per-class K --out DIR``.
 
-    DIR/<class_name>/<index>.png     one image per file, ImageFolder layout
+    DIR/<class_name>/<index>.png     one image per file, ImageFolder layout (.wav for audio runs)
     DIR/manifest.csv                 file (relative to DIR), label, class_name, seed, sampler, steps, guidance
     DIR/synth.json                   the run and sampling settings the folder was made with
 
@@ -22,8 +22,7 @@ import torch
 
 from .checkpoint import atomic_write_bytes, read_json, write_json
 from .errors import UserError
-from .generate import SampleConfig, generate_uint8
-from .images import save_png
+from .generate import SampleConfig, generate
 from .model import load_model
 
 
@@ -59,10 +58,10 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     is off, text/retrieval.py), or prompt each of their classes by name."""
     if per_class <= 0:
         raise UserError(f"--per-class must be a positive integer, got {per_class}")
-    from .modalities import require_image
+    from .modalities import modality_of
 
     model, mcfg = load_model(Path(run), device)
-    require_image(mcfg, "synth")
+    mod = modality_of(mcfg)
     from .memory import check_items
 
     # each image's file name, label and manifest row are held until the manifest is written (the images are not)
@@ -111,7 +110,7 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     if len(set(dirs)) < len(dirs):  # names that collide once made safe: number them
         dirs = [f"{c:02d}_{d}" for c, d in enumerate(dirs)]
     total = per_class * len(names)
-    files = [Path(dirs[i // per_class]) / f"{i:06d}.png" for i in range(total)]
+    files = [Path(dirs[i // per_class]) / f"{i:06d}{mod.item_suffix}" for i in range(total)]
     labels = torch.arange(total) // per_class
     pick = lambda per: [per[int(labels[i])][(i % per_class) % len(per[int(labels[i])])] for i in range(total)]  # noqa: E731
     image_prompts, image_texts = (pick(class_prompts), pick(class_texts)) if class_prompts else (None, None)
@@ -128,11 +127,11 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
         if missing:
             if bank is not None:
                 text = bank.cond(bank.index(image_texts[start:stop]))
-                images = generate_uint8(model, stop - start, scfg, offset=start, text=text)  # [b, C, H, W] uint8
+                x = generate(model, stop - start, scfg, offset=start, text=text)  # model space [b, *shape]
             else:
-                images = generate_uint8(model, stop - start, scfg, labels[start:stop], offset=start)
-            for i in missing:
-                save_png(out / files[i], images[i - start].permute(1, 2, 0).numpy())
+                x = generate(model, stop - start, scfg, labels[start:stop], offset=start)
+            keep = torch.tensor([i - start for i in missing])
+            mod.write_items(x[keep], [out / files[i] for i in missing])
             written += len(missing)
         if progress is not None:
             progress(stop - start)

@@ -8,7 +8,6 @@ center) / scale``. Measured on the notes test split: log-mels span -11.5 (the fl
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch

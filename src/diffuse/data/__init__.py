@@ -1,8 +1,8 @@
 """Datasets as in-memory uint8 tensors, and a tensor-only batch iterator that yields images in [-1, 1].
 
 Sources: ``digits`` (scikit-learn's bundled 8x8 digits, the embedded default), ``fashion-mnist`` (IDX
-files), a folder of images (class sub-folders become labels), ``.npz`` arrays, and ``notes`` (audio: FluidSynth
-renders of single notes as log-mels, data/notes.py).
+files), a folder of images (class sub-folders become labels), ``.npz`` arrays, and audio: ``notes`` (FluidSynth
+renders of single notes as log-mels, data/notes.py) and a folder of audio files (data/audio_folder.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .dataset import ImageDataset, holdout_split, resize_dataset, resize_images,
 
 
 def load_dataset(source: str, split: str = "train", data_dir: str | None = None, image_size: int | None = None) -> ImageDataset:
-    """Load ``digits``, ``fashion-mnist``, an image folder or a ``.npz`` file; split is ``train`` or ``test``.
+    """Load ``digits``, ``fashion-mnist``, ``notes``, an image or audio folder or a ``.npz`` file; split is ``train`` or ``test``.
     ``image_size``: every image resized to that size (image folders resize while loading)."""
     from . import sources
 
@@ -24,13 +24,20 @@ def load_dataset(source: str, split: str = "train", data_dir: str | None = None,
         raise ValueError(f"split must be train or test, got {split!r}")
     if source == "notes" or source.startswith("notes:"):
         return _notes(source, split, image_size)
-    if image_size and not Path(source).expanduser().is_dir():
+    p = Path(source).expanduser()
+    if image_size and not p.is_dir():
         return resize_dataset(load_dataset(source, split, data_dir), image_size)
     if source == "digits":
         return sources.load_digits(split)
     if source in ("fashion-mnist", "fashion_mnist", "fmnist"):
         return sources.load_fashion_mnist(split, data_dir)
-    p = Path(source).expanduser()
+    if p.is_dir():
+        from .audio_folder import is_audio_folder, load_audio_folder
+
+        if is_audio_folder(p):
+            if image_size:
+                raise UserError(f"--image-size is for images; {source} is a folder of audio files")
+            return holdout_split(load_audio_folder(p), split)
     if p.is_dir():
         return holdout_split(sources.load_image_folder(p, image_size), split)
     if p.suffix == ".npz" and p.is_file():
@@ -38,6 +45,18 @@ def load_dataset(source: str, split: str = "train", data_dir: str | None = None,
     if p.suffix == ".npz" or p.parent != Path(".") or "/" in source:
         raise UserError(f"data path not found: {source}")
     raise UserError(f"unknown dataset {source!r}: use digits, fashion-mnist, a folder of images or a .npz file")
+
+
+def modality_name(source: str) -> str:
+    """The modality a data source holds, before loading it: "audio" for the notes and folders of audio files."""
+    if source == "notes" or source.startswith("notes:"):
+        return "audio"
+    p = Path(source).expanduser()
+    if p.is_dir():
+        from .audio_folder import is_audio_folder
+
+        return "audio" if is_audio_folder(p) else "image"
+    return "image"
 
 
 def _notes(source: str, split: str, image_size: int | None) -> ImageDataset:

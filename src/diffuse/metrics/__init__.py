@@ -14,14 +14,13 @@ from typing import Any, Callable
 
 import torch
 
-from ..checkpoint import load_tensors, save_tensors
-from ..data import ImageDataset, load_dataset, resize_images, to_model_space
+from ..data import ImageDataset, load_dataset, to_model_space
 from ..errors import UserError
-from ..generate import SampleConfig, generate_uint8, round_robin_labels
+from ..generate import SampleConfig, round_robin_labels
 from ..model import load_model
 from ..precond import Precond
-from .classifier import cache_dir, classifier_key, dataset_hash, get_classifier, predict
 from .fid import fid_from_features, kid_from_features
+from .judge import judge_for, reference_features  # noqa: F401 (reference_features re-exported)
 
 METRICS = ("fid", "kid", "pr", "acc", "cas", "bpd")
 SAMPLE_METRICS = ("fid", "kid", "pr", "acc")
@@ -56,15 +55,20 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
         raise UserError(f"--cas-per-class and --cas-steps must be positive, got {cas_per_class} and {cas_steps}")
     if bpd_n <= 0 or ode_steps <= 0 or (vlb_steps is not None and vlb_steps < 2):
         raise UserError(f"--bpd-n and --ode-steps must be positive and --vlb-steps at least 2, got {bpd_n}, {ode_steps}, {vlb_steps}")
+    from ..modalities import modality_of
+
+    model, mcfg = load_model(Path(run_dir), device)
+    mod = modality_of(mcfg)
+    if set(metrics) - set(mod.metrics):
+        raise UserError(f"--metrics {','.join(sorted(set(metrics) - set(mod.metrics)))} is not defined for {mod.name} runs; "
+                        f"choose from {', '.join(mod.metrics)}")
+    if features not in mod.features:
+        raise UserError(f"--features {features} is not defined for {mod.name} runs; choose from {', '.join(mod.features)}")
     inception = None
     if features == "inception" and set(metrics) & {"fid", "kid", "pr"}:
         from .inception import load_inception
 
         inception = load_inception(inception_weights)  # fails before any sampling if the file is wrong
-    from ..modalities import require_image
-
-    model, mcfg = load_model(Path(run_dir), device)
-    require_image(mcfg, "eval")
     from ..memory import check_items
 
     check_items(max(n, cas_per_class * mcfg.num_classes if "cas" in metrics else 0), mcfg.image_shape,
@@ -77,7 +81,8 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
     prompts = class_prompts(mcfg)
     if set(metrics) & set(SAMPLE_METRICS):
         res.update(evaluate_denoiser(model, mcfg.data, mcfg.data_dir, mcfg.num_classes, n, scfg, log, progress,
-                                     metrics=metrics, inception=inception, prompts=prompts, text_encoder=mcfg.text_encoder))
+                                     metrics=metrics, inception=inception, prompts=prompts, text_encoder=mcfg.text_encoder,
+                                     modality=mod))
     test = load_dataset(mcfg.data, "test", mcfg.data_dir)
     if "cas" in metrics:
         from .cas import cas
@@ -94,14 +99,15 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
 
 
 def class_prompts(mcfg: Any) -> list[tuple[str, int]] | None:
-    """(canonical prompt, class) per class for a text model trained on labelled data; None for other models."""
+    """(prompt, class) per class for a text model trained on labelled data: the run's prompts when it stored one per
+    class (a caption of the data, e.g. "a violin playing C3"), else 'a photo of a <class>'; None for other models."""
     if mcfg.cond != "text":
         return None
     if not mcfg.class_names:
         raise UserError("scoring a text model needs class names to prompt with (a text model trained on a labelled dataset)")
-    from ..text.captions import canonical_prompt
+    from ..text.captions import default_prompts
 
-    return [(canonical_prompt(c), i) for i, c in enumerate(mcfg.class_names)]
+    return [(p, i) for i, p in enumerate(default_prompts(mcfg))]
 
 
 def bits_per_dim(model: Precond, test: ImageDataset, n: int = 100, vlb_steps: int | None = None, ode_steps: int = 64,
@@ -137,42 +143,23 @@ def bits_per_dim(model: Precond, test: ImageDataset, n: int = 100, vlb_steps: in
             "bpd_seconds": time.monotonic() - t0}
 
 
-def reference_features(key: str, ds: ImageDataset, featurize: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Features of every image of ``ds``, cached under DIFFUSE_CACHE/reference keyed by the feature network's key
-    and the split's content hash (so a changed dataset or network never reuses stale statistics)."""
-    path = cache_dir() / "reference" / f"{key}-{ds.name}-{dataset_hash(ds)}.safetensors"
-    if path.is_file():
-        t, _ = load_tensors(path, "cached reference features")
-        if "features" in t and len(t["features"]) == len(ds):
-            return t["features"].double()
-    f = featurize(ds.images)
-    save_tensors(path, {"features": f.float()}, {"n": len(ds), "feature_key": key})
-    return f
-
-
 def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_classes: int, n: int = 1000,
                       scfg: SampleConfig | None = None, log: Callable[[str], None] = print,
-                      progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
+                      progress: Callable[[int], None] | None = None, shape: tuple[int, ...] | None = None,
                       metrics: tuple[str, ...] = ("fid", "acc"), inception: torch.nn.Module | None = None,
-                      prompts: list[tuple[str, int]] | None = None, text_encoder: str = "minilm") -> dict[str, Any]:
-    """The sample metrics for any denoiser (ours or a wrapped peer network), by dataset name. FID is always
-    reported with ``fid_real`` (n real training images vs the test split: the floor at this n).
+                      prompts: list[tuple[str, int]] | None = None, text_encoder: str = "minilm",
+                      modality: Any = None) -> dict[str, Any]:
+    """The sample metrics for any denoiser (ours or a wrapped peer network), by dataset name, in the features of the
+    modality's judge (metrics/judge.py; images by default). FID is always reported with ``fid_real`` (n real training
+    items vs the test split: the floor at this n), and with whatever other floors the judge has (``fid_vocoder``).
     Text models: ``prompts`` lists (prompt, intended class); samples cycle through them and ``label_accuracy``
     is prompt adherence, the share the domain classifier puts in the intended class."""
-    scfg = scfg or SampleConfig()
-    train = load_dataset(data, "train", data_dir)
-    test = load_dataset(data, "test", data_dir)
-    if train.labels is None:
-        raise UserError(f"{data} has no labels, so no domain classifier can be trained for FID")
-    clf, clf_acc = get_classifier(train, test, log)
-    if inception is not None:
-        from .inception import inception_features
+    from ..generate import generate
+    from ..modalities import get_modality
 
-        featurize = lambda im: inception_features(inception, im)  # noqa: E731
-        fkey, fname = "inception-fid", "FID Inception-v3 (pt_inception weights, 2048-d pool)"
-    else:
-        featurize = lambda im: predict(clf, im)[0]  # noqa: E731
-        fkey, fname = classifier_key(train), f"domain classifier ({data}, 128-d penultimate layer)"
+    scfg = scfg or SampleConfig()
+    mod = modality or get_modality(None)
+    judge = judge_for(mod, data, data_dir, log, inception)
     text = None
     if prompts:
         from ..generate import prompt_cond
@@ -182,25 +169,25 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
     else:
         labels = round_robin_labels(n, num_classes)
     t0 = time.monotonic()
-    images = generate_uint8(model, n, scfg, None if prompts else labels, progress, shape=shape, num_classes=num_classes, text=text)
+    x = generate(model, n, scfg, None if prompts else labels, progress, shape=shape, num_classes=num_classes, text=text)
     sample_seconds = time.monotonic() - t0
-    native = resize_images(images, test.shape[-1])  # a model trained on resized data is scored at the data's own size
-    feats, pred = (featurize(native), None) if inception is not None else predict(clf, native)
-    ref = reference_features(fkey, test, featurize)
-    real_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
-    real_feats = featurize(train.images[real_idx])
+    feats, pred = judge.score(x)
+    ref = judge.reference()
+    real_idx = torch.randperm(len(judge.train), generator=torch.Generator().manual_seed(0))[:n]
+    floors = judge.floors(real_idx)
     out: dict[str, Any] = {
         "n": n,
         "fid": fid_from_features(feats, ref),
-        "fid_real": fid_from_features(real_feats, ref),
-        "reference": f"{data} test split ({len(test)} images)",
-        "feature_net": fname,
-        "classifier_test_accuracy": clf_acc,
+        **{k: fid_from_features(f, ref) for k, f in floors.items()},
+        "reference": f"{data} test split ({len(judge.test)} items)",
+        "feature_net": judge.feature_net,
+        "classifier_test_accuracy": judge.classifier_test_accuracy,
         "sample_seconds": sample_seconds,
         **{f"sample_{k}": v for k, v in asdict(scfg).items() if k not in ("batch_size", "precision")},
         "sample_guidance": scfg.guidance_for(bool(num_classes) or bool(prompts), text=bool(prompts)),
         "note": "FID and KID are biased at small n; compare runs at equal n and feature network, and against the *_real floors",
     }
+    real_feats = floors["fid_real"]
     if "kid" in metrics:
         out["kid"], out["kid_std"] = kid_from_features(feats, ref)
         out["kid_real"], _ = kid_from_features(real_feats, ref)
@@ -211,9 +198,7 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
         out["precision"], out["recall"] = precision_recall(ref_n, feats)
         out["precision_real"], out["recall_real"] = precision_recall(ref_n, real_feats)
     if labels is not None and "acc" in metrics:
-        if pred is None:
-            _, pred = predict(clf, native)
         out["label_accuracy"] = float((pred == labels).float().mean())
-    out["images"] = images  # uint8 [n, C, H, W], for grids; dropped by the CLI's JSON
+    out["images"] = mod.preview(x)  # uint8 [n, C, H, W] pictures, for grids; dropped by the CLI's JSON
     out["labels"] = labels
     return out

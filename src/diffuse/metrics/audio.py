@@ -46,9 +46,11 @@ class MelClassifier(nn.Module):
 
 
 def train_mel_classifier(x: torch.Tensor, family: torch.Tensor, pitch: torch.Tensor, n_families: int, n_pitches: int,
-                         steps: int = 1000, batch_size: int = 64, seed: int = 0) -> MelClassifier:
-    """Adam, one-cycle learning rate; augmentation: time shifts of up to 8 frames and gain of +-6 dB (a constant
-    in the log domain), so the classifier judges timbre and pitch, not placement or loudness."""
+                         steps: int | None = None, batch_size: int = 64, seed: int = 0) -> MelClassifier:
+    """Adam, one-cycle learning rate, ``steps`` (default: 30 epochs, at most 1000 steps, at least 50); augmentation:
+    time shifts of up to 8 frames and gain of +-6 dB (a constant in the log domain), so the classifier judges timbre
+    and pitch, not placement or loudness."""
+    steps = steps or min(1000, max(50, 30 * len(x) // batch_size))
     torch.manual_seed(seed)
     net = MelClassifier(n_families, n_pitches)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)

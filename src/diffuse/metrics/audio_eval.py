@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.notes import FAMILIES, PITCHES
+from .judge import AudioJudge
 
 
 @dataclass
@@ -31,41 +31,30 @@ class AudioScores:
 HEADER = "| set | n | family | pitch (classifier) | pitch within 50 cents (pyin) | Frechet distance |\n|---|---|---|---|---|---|"
 
 
-class AudioJudge:
-    """The classifier and training features of the notes, and the modality that vocodes and re-encodes."""
+class NotesJudge(AudioJudge):
+    """The notes' judge (metrics/judge.py) with the benchmark's scores: waves asked for a family and a MIDI note, the
+    Frechet distance to the training set's features, the real floor and the vocoder ceiling."""
 
     def __init__(self, mod, log=print):
-        from ..data import load_dataset
-        from .audio import classify, get_mel_classifier
-
-        self.mod = mod
-        self.train = load_dataset("notes", "train")
-        self.test = load_dataset("notes", "test")
-        p0 = PITCHES[0]
-        self.net = get_mel_classifier(self.train.images, self.train.labels, self.train.extra["pitch"] - p0, len(FAMILIES),
-                                      len(PITCHES), log)
-        self.train_feats = classify(self.net, self.train.images)[0]
+        super().__init__(mod, "notes", None, log)
+        self.train_feats = self.classify(self.train.images)[0]
 
     def score_waves(self, waves: torch.Tensor, family: torch.Tensor, midi: torch.Tensor) -> AudioScores:
         """Scores of waves [N, samples] asked to be ``family`` [N] at MIDI note ``midi`` [N]."""
-        from .audio import classify, pitch_cents
-        from .fid import fid_from_features
+        from .audio import pitch_cents
 
-        x = self.mod.encode(waves)
-        feats, fam, pit = classify(self.net, x)
+        scores = self.score_mels(self.mod.encode(waves), family, midi)
         cents = pitch_cents(waves, midi, self.mod.mel.sample_rate)
-        return AudioScores(float((fam == family).float().mean()), float((pit + PITCHES[0] == midi).float().mean()),
-                           float(np.mean(np.abs(np.nan_to_num(cents, nan=1e9)) <= 50)), fid_from_features(self.train_feats, feats),
-                           len(waves))
+        scores.cents50 = float(np.mean(np.abs(np.nan_to_num(cents, nan=1e9)) <= 50))
+        return scores
 
     def score_mels(self, x: torch.Tensor, family: torch.Tensor, midi: torch.Tensor) -> AudioScores:
         """Classifier scores of model-space log-mels themselves (no vocoder; pyin needs a wave, so NaN there): the
         model's own adherence, apart from the vocoder's cost."""
-        from .audio import classify
         from .fid import fid_from_features
 
-        feats, fam, pit = classify(self.net, x)
-        return AudioScores(float((fam == family).float().mean()), float((pit + PITCHES[0] == midi).float().mean()),
+        feats, fam, pit = self.classify(x)
+        return AudioScores(float((fam == family).float().mean()), float((pit == midi).float().mean()),
                            float("nan"), fid_from_features(self.train_feats, feats), len(x))
 
     def real_floor(self, idx: torch.Tensor) -> AudioScores:

@@ -8,8 +8,6 @@ none can be downloaded here).
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

@@ -30,11 +30,3 @@ def get_modality(spec: Any) -> Modality:
 def modality_of(mcfg: Any) -> Modality:
     """The modality of a ModelConfig."""
     return get_modality(getattr(mcfg, "modality", None))
-
-
-def require_image(mcfg: Any, command: str) -> None:
-    """Refuse (one line) a command that this version has for image runs only."""
-    mod = modality_of(mcfg)
-    if mod.name != "image":
-        raise UserError(f"`{command}` is for image runs in this version; this run is {mod.name} "
-                        f"(for audio: diffuse sample, and benchmarks/audio_recipe.py for its metrics)")

@@ -23,6 +23,8 @@ DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv"}
 class AudioModality(Modality):
     name = "audio"
     out_help = "DIR/ (WAVs + spectrograms.png + samples.json), FILE.npz (audio float32 [N,samples], sample_rate), FILE.wav (--n 1) or FILE.png"
+    metrics = ("fid", "kid", "pr", "acc")
+    item_suffix = ".wav"
 
     def __init__(self, mel: MelConfig, vocoder: dict[str, Any] | None = None):
         self.mel, self.vocoder_spec = mel, dict(vocoder or DEFAULT_VOCODER)
@@ -57,9 +59,18 @@ class AudioModality(Modality):
         return torch.from_numpy((rgb * 255).round().astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
 
     # files
-    def check_out(self, out: Path) -> None:
+    def write_items(self, x: torch.Tensor, paths: list[Path]) -> None:
+        from ..audio.wav import wav_bytes
+        from ..checkpoint import atomic_write_bytes
+
+        for w, path in zip(self.decode(x), paths):
+            atomic_write_bytes(path, wav_bytes(w, self.mel.sample_rate))
+
+    def check_out(self, out: Path, n: int | None = None) -> None:
         if Path(out).suffix not in ("", ".npz", ".wav", ".png"):
             raise UserError(f"--out for audio is a folder, FILE.npz, FILE.wav or FILE.png, got {out}")
+        if Path(out).suffix == ".wav" and n not in (None, 1):
+            raise UserError(f"--out {out} holds one clip; ask for --n 1, or give a folder for {n}")
 
     def write(self, x: torch.Tensor, out: Path, meta: Meta) -> str:
         from ..audio.wav import wav_bytes, write_wav
@@ -67,15 +78,13 @@ class AudioModality(Modality):
         from ..images import save_grid
 
         out = Path(out)
-        self.check_out(out)
+        self.check_out(out, len(x))
         sr = self.mel.sample_rate
         if out.suffix == ".png":
             save_grid(out, self.preview(x), meta.rows)
             return f"wrote the spectrograms of {len(x)} samples to {out}"
         waves = self.decode(x)  # [N, samples]
         if out.suffix == ".wav":
-            if len(waves) != 1:
-                raise UserError(f"--out {out} holds one clip; ask for --n 1, or give a folder for {len(waves)}")
             write_wav(out, waves[0], sr)
             return f"wrote {out} ({waves.shape[1] / sr:.2f} s at {sr} Hz)"
         if out.suffix == ".npz":

@@ -27,6 +27,9 @@ class Modality:
 
     name = "?"
     out_help = ""
+    metrics: tuple[str, ...] = ()  # what `diffuse eval --metrics` can score for this modality
+    features: tuple[str, ...] = ("classifier",)  # the feature nets `diffuse eval --features` can use
+    item_suffix = ""  # one sample's file in a synthetic dataset (synth)
 
     def spec(self) -> dict[str, Any]:
         """The JSON record that rebuilds this modality (stored in RUN/config.json)."""
@@ -44,8 +47,12 @@ class Modality:
         """An input file (editing's init) as model-space [N, *shape] (``shape``: what the model samples)."""
         raise NotImplementedError
 
-    def check_out(self, out: Path) -> None:
-        """Refuse (one line) an output path this modality cannot write, before any sampling."""
+    def write_items(self, x: torch.Tensor, paths: list[Path]) -> None:
+        """One file per model-space sample (synth), each written atomically."""
+        raise NotImplementedError
+
+    def check_out(self, out: Path, n: int | None = None) -> None:
+        """Refuse (one line) an output path this modality cannot write (for n samples, when known), before any sampling."""
 
     def duration(self, shape: tuple[int, ...]) -> float | None:
         """Seconds of a sample of ``shape``; None for modalities without time."""

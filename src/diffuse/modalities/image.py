@@ -17,6 +17,9 @@ from .base import Meta, Modality
 class ImageModality(Modality):
     name = "image"
     out_help = "FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels int64 [N])"
+    metrics = ("fid", "kid", "pr", "acc", "cas", "bpd")
+    features = ("classifier", "inception")
+    item_suffix = ".png"
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "ImageModality":
@@ -28,7 +31,13 @@ class ImageModality(Modality):
     def preview(self, x: torch.Tensor) -> torch.Tensor:
         return to_uint8(x)
 
-    def check_out(self, out: Path) -> None:
+    def write_items(self, x: torch.Tensor, paths: list[Path]) -> None:
+        from ..images import save_png
+
+        for img, path in zip(to_uint8(x), paths):
+            save_png(path, img.permute(1, 2, 0).numpy())
+
+    def check_out(self, out: Path, n: int | None = None) -> None:
         if Path(out).suffix not in (".png", ".npz"):
             raise UserError(f"--out must end in .png or .npz, got {out}")
 

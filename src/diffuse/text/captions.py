@@ -71,6 +71,14 @@ def canonical_prompt(name: str) -> str:
     return _article(f"a photo of a {_words(name)[0]}")
 
 
+def default_prompts(mcfg) -> list[str]:
+    """One prompt per class of a text model: the run's own (a caption of its data, e.g. "a violin playing C3") when
+    it stored one per class, else 'a photo of a <class>'."""
+    if len(mcfg.prompts) == len(mcfg.class_names):
+        return list(mcfg.prompts)
+    return [canonical_prompt(c) for c in mcfg.class_names]
+
+
 def _words(name: str) -> list[str]:
     return SYNONYMS.get(name, [name.replace("_", " ").replace("-", " ").lower()])
 

@@ -75,7 +75,9 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """A copy with the recipe defaults filled in and every value checked (one-line errors)."""
         c = TrainConfig(**asdict(self))
-        recipe = RECIPES.get(c.data.split(":")[0], RECIPES["_default"])
+        from ..data import modality_name
+
+        recipe = RECIPES.get(c.data.split(":")[0]) or RECIPES.get(modality_name(c.data), RECIPES["_default"])
         if c.arch == "dit":  # transformers want a lower learning rate than the U-Net recipe's
             c.preset = recipe["dit_preset"] if c.preset is None else c.preset
             c.lr = recipe["dit_lr"] if c.lr is None else c.lr
@@ -132,10 +134,12 @@ def check_finite(cfg: Any) -> None:
             raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
 
 
-# Per-dataset defaults. The Fashion-MNIST recipe is the one benchmarks/fmnist_recipe.py measures.
+# Per-dataset defaults, then per modality (a folder of audio files takes "audio"). The Fashion-MNIST recipe is the one
+# benchmarks/fmnist_recipe.py measures.
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": dict(preset="tiny", dit_preset="tiny", dit_lr=2e-3, batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=1500),
     "fashion-mnist": dict(preset="fmnist", dit_preset="fmnist", dit_lr=1e-3, batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, default_steps=20000),
     "notes": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=20.0, default_steps=20000),
+    "audio": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=20.0, default_steps=20000),
     "_default": dict(preset="base", dit_preset="S", dit_lr=2e-4, batch_size=64, lr=1e-3, ema_halflife_kimg=50.0, default_steps=20000),
 }
