@@ -8,6 +8,7 @@ within +-50 cents of the asked note; the Frechet distance of classifier features
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,8 @@ class AudioScores:
     n: int
 
     def row(self, name: str) -> str:
-        return f"| {name} | {self.n} | {100 * self.family:.1f}% | {100 * self.pitch:.1f}% | {100 * self.cents50:.1f}% | {self.frechet:.2f} |"
+        cents = "–" if math.isnan(self.cents50) else f"{100 * self.cents50:.1f}%"  # no waves (log-mels before the vocoder)
+        return f"| {name} | {self.n} | {100 * self.family:.1f}% | {100 * self.pitch:.1f}% | {cents} | {self.frechet:.2f} |"
 
 
 HEADER = "| set | n | family | pitch (classifier) | pitch within 50 cents (pyin) | Frechet distance |\n|---|---|---|---|---|---|"
