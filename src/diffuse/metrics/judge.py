@@ -116,7 +116,7 @@ class AudioJudge(Judge):
         pitch_idx = pitch - self.pitch0 if pitch is not None else torch.zeros_like(self.train.labels)
         self.net = get_mel_classifier(self.train.images, self.train.labels, pitch_idx, self.train.num_classes, n_pitch, log)
         self._classify = classify
-        _, fam, _ = classify(self.net, self.test.images)
+        self._test_feats, fam, _ = classify(self.net, self.test.images)  # the Frechet reference, kept
         self.classifier_test_accuracy = float((fam == self.test.labels).float().mean())
         self.feature_net = f"mel domain classifier ({data}, 128-d penultimate layer)"
 
@@ -134,7 +134,7 @@ class AudioJudge(Judge):
         return f, fam
 
     def reference(self) -> torch.Tensor:
-        return self.classify(self.test.images)[0]
+        return self._test_feats
 
     def floors(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         real = self.train.images[idx]
