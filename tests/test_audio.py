@@ -184,9 +184,11 @@ def test_cli_trains_on_notes_and_writes_wavs_spectrograms_and_npz(audio_run, tmp
     assert sf.info(tmp_path / "cont.wav").frames == 16000
 
 
-def test_eval_synth_and_plot_work_on_audio_through_the_modality(audio_run, tmp_path):
+def test_eval_synth_and_plot_work_on_audio_through_the_modality(audio_run, tmp_path, monkeypatch):
     """No per-modality branch above the record: eval scores vocoded samples in the mel classifier's features next
-    to the real floor and the vocoder's, synth writes a WAV folder, plot draws spectrograms."""
+    to the real floor and the vocoder's, synth writes a WAV folder, plot draws spectrograms. $CI is set because
+    pyfluidsynth then prints on stdout, which once broke --json on CI machines."""
+    monkeypatch.setenv("CI", "1")
     r = diffuse("eval", audio_run, "--n", "12", "--steps", "3", "--metrics", "fid,kid,acc", "--json")
     res = json.loads(r.stdout)
     assert "mel domain classifier" in res["feature_net"] and 0 <= res["label_accuracy"] <= 1

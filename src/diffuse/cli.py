@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .cli_common import _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, app
+from .cli_common import _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, app, json_safe_stdout
 from .errors import UserError
 
 
@@ -217,7 +217,7 @@ def eval_(
 
     mlist = parse_metrics(metrics)
     scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision)
-    with _bar(n, "eval", "img") as bar:
+    with _bar(n, "eval", "img") as bar, json_safe_stdout():
         res = evaluate(run, n, scfg, log=lambda m: typer.echo(m, err=True), progress=bar.update, device=_device(device),
                        metrics=mlist, cas_per_class=cas_per_class, cas_steps=cas_steps, features=features,
                        inception_weights=inception_weights, bpd_n=bpd_n, vlb_steps=vlb_steps, ode_steps=ode_steps)
@@ -336,8 +336,9 @@ def bench_quality(
     except ValueError:
         raise UserError(f"--nfe must be a comma list of integers, got {nfe!r}") from None
     names = tuple(s.strip() for s in samplers.split(",") if s.strip())
-    res = quality_sweep(run, n, names, nfes, guidance, seed, str(_device(device)), log=lambda m: typer.echo(m, err=True))
-    png = plot_quality(run)
+    with json_safe_stdout():
+        res = quality_sweep(run, n, names, nfes, guidance, seed, str(_device(device)), log=lambda m: typer.echo(m, err=True))
+        png = plot_quality(run)
     typer.echo(json.dumps(res) if json_out else table(res) + f"\nplot: {png}")
 
 
@@ -356,7 +357,8 @@ def bench_throughput(
             import diffusers  # noqa: F401
         except ImportError:
             raise UserError("diffusers is not installed: pip install -e '.[bench]', or pass --no-peer") from None
-    res = bench.run_all(models, log=lambda m: typer.echo(m, err=True), device=str(_device(device)))
+    with json_safe_stdout():
+        res = bench.run_all(models, log=lambda m: typer.echo(m, err=True), device=str(_device(device)))
     typer.echo(json.dumps(res) if json_out else bench.table(res))
 
 

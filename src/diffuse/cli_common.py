@@ -3,6 +3,7 @@ Command modules import this; nothing here imports them (so the command modules f
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import typer
@@ -30,6 +31,12 @@ class _bar:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def json_safe_stdout():
+    """While a --json command works, anything a library prints (pyfluidsynth announces its library when $CI is set)
+    goes to stderr, so stdout carries the one JSON object alone."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 # Sampling flags shared by sample, eval and synth (one definition each).

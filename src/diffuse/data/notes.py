@@ -12,7 +12,9 @@ Needs the Debian packages ``fluidsynth`` and ``fluid-soundfont-gm``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -60,8 +62,9 @@ def soundfont() -> Path:
 
 
 def _synth(sf2: Path):
-    try:
-        import fluidsynth  # pyfluidsynth: ctypes bindings of libfluidsynth
+    try:  # pyfluidsynth prints where it found the library on stdout when $CI is set; stdout carries --json
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth  # pyfluidsynth: ctypes bindings of libfluidsynth
     except (ImportError, OSError) as e:  # the package, or the shared library it loads, is missing
         raise UserError(f"the notes dataset needs FluidSynth ({type(e).__name__}: {str(e)[:80]}): {APT}") from None
     s = fluidsynth.Synth(samplerate=float(SAMPLE_RATE), gain=0.5)
