@@ -17,7 +17,7 @@ sf = pytest.importorskip("soundfile")
 from diffuse.audio import MelConfig, MelFrontEnd  # noqa: E402
 from diffuse.audio.vocoder import GriffinLim  # noqa: E402
 from diffuse.cond import Cond  # noqa: E402
-from diffuse.data import notes  # noqa: E402
+from diffuse.data import load_dataset, notes  # noqa: E402
 from diffuse.modalities import get_modality  # noqa: E402
 from diffuse.modalities.audio import AudioModality  # noqa: E402
 
@@ -286,7 +286,7 @@ def wav_folder(tmp_path_factory):
 
 
 def test_wav_folder_is_resampled_cut_and_padded_and_labelled(wav_folder):
-    from diffuse.data import load_dataset, modality_name
+    from diffuse.data import modality_name
 
     assert modality_name(str(wav_folder)) == "audio"
     train, test = load_dataset(str(wav_folder), "train"), load_dataset(str(wav_folder), "test")
@@ -351,3 +351,29 @@ def test_inpainting_in_time_keeps_the_rest_of_the_clip(audio_run, tmp_path):
     for bad, needle in (("0.6:0.3", "needs 0 <= A < B"), ("x", "takes A:B"), ("0.2:5", "needs 0 <= A < B")):
         with pytest.raises(Exception, match=needle):
             _time_mask(1.0, None, bad)
+
+
+def test_latent_audio_autoencoder_and_diffusion_through_the_cli(tmp_path):
+    """AudioLDM's shape of pipeline: a KL autoencoder on log-mels (non-square, f4), then latent diffusion in it;
+    --seconds rounds to what the latent grid allows and the WAV has that length."""
+    if not Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    ae = tmp_path / "ae"
+    diffuse("train-autoencoder", "--data", "notes:110", "--steps", "3", "--batch-size", "8", "--out", ae)
+    doc = json.loads((ae / "config.json").read_text())
+    assert doc["model"]["shape"] == [64, 100] and doc["model"]["patch_size"] == 1
+    ev = doc["eval"]
+    assert 0 <= ev["acc_reconstructions"] <= 1 and 0 <= ev["acc_originals"] <= 1 and ev["rfid"] >= 0 and ev["l1"] > 0
+    assert ev["n"] == len(load_dataset("notes:110", "test", None)) and 0 < ev["psnr"] < 100
+    assert (ae / "reconstructions.png").is_file()
+    run = tmp_path / "run"
+    diffuse("train", "--data", "notes:110", "--cond", "class", "--latent", ae, "--steps", "3", "--batch-size", "8", "--out", run)
+    cfg = json.loads((run / "config.json").read_text())["model"]
+    assert cfg["latent"]["image_shape"] == [1, 64, 100] and cfg["net"]["in_channels"] == 4
+    r = diffuse("sample", run, "--n", "2", "--steps", "3", "--seconds", "0.5", "--out", tmp_path / "x.npz")
+    assert "rounded to 0.48 s" in r.stderr  # 50 frames: not a multiple of the latent's factor 4
+    assert np.load(tmp_path / "x.npz")["audio"].shape == (2, 48 * 160)
+    diffuse("sample", run, "--n", "1", "--steps", "3", "--out", tmp_path / "one.wav")
+    diffuse("sample", run, "--n", "1", "--steps", "3", "--init", tmp_path / "one.wav", "--keep-seconds", "0.4",
+            "--out", tmp_path / "cont.wav")
+    assert sf.info(tmp_path / "cont.wav").frames == 16000

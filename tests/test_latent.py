@@ -26,6 +26,42 @@ def test_autoencoder_shapes(name, size):
         ae.encode(torch.randn(1, 1, size, size))
 
 
+@pytest.mark.parametrize("channels,shape,name", [(2, (24,), "f4"), (1, (64, 100), "f4"), (3, (4, 16, 12), "f2")])
+def test_autoencoder_takes_items_of_any_rank(channels, shape, name):
+    """A wave-like 1-D signal, a non-square log-mel, a clip of frames: each axis shrinks by the preset's factor, and
+    the space-to-depth fold is undone exactly (it is pixel_unshuffle for rank 2)."""
+    from diffuse.autoencoder import patchify, unpatchify
+
+    cfg = AEConfig(**{**AE_PRESETS[name], "shape": shape, "in_channels": channels, "patch_size": 2})
+    ae = Autoencoder(cfg)
+    x = torch.randn(2, channels, *shape)
+    mean, _ = ae.encode(x)
+    assert mean.shape == (2, *cfg.latent_shape) and cfg.latent_shape[1:] == tuple(-(-n // cfg.factor) for n in shape)
+    assert ae.decode(mean).shape == x.shape
+    assert torch.equal(unpatchify(patchify(x, 2), 2), x)
+    if len(shape) == 2:
+        assert torch.equal(patchify(x, 2), torch.nn.functional.pixel_unshuffle(x, 2))
+
+
+def test_square_items_given_as_a_shape_are_the_old_autoencoder():
+    """shape=(s, s) builds the same network as image_size=s (weights load across, outputs equal), and autoencoders
+    recorded before shapes existed keep their fingerprint."""
+    from diffuse.autoencoder import fingerprint
+
+    old = AEConfig(**{**AE_PRESETS["f8"], "image_size": 16})
+    new = AEConfig(**{**AE_PRESETS["f8"], "shape": (16, 16)})
+    a, b = Autoencoder(old), Autoencoder(new)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 1, 16, 16)
+    assert torch.equal(a.decode(a.encode(x)[0]), b.decode(b.encode(x)[0]))
+    import hashlib
+    import json as _json
+    from dataclasses import asdict
+
+    legacy = {k: v for k, v in asdict(old).items() if k != "shape"}  # the record as written before ranks
+    assert fingerprint(old) == hashlib.sha256(_json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def test_kl_term_is_the_closed_form():
     """KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1 - ln s^2) / 2, summed: checked against torch.distributions."""
     torch.manual_seed(0)
@@ -132,7 +168,7 @@ def test_mismatched_autoencoder_is_a_clear_error(ae_dir, latent_run, tmp_path):
     # an autoencoder for 8x8 digits used on 28x28 Fashion-MNIST-sized data (digits resized)
     r = diffuse("train", "--data", "digits", "--image-size", "16", "--latent", ae_dir, "--steps", "1", "--out", tmp_path / "x",
                 check=False)
-    one_line_error(r, "takes 1x8x8 images")
+    one_line_error(r, "takes 1x8x8 items")
     one_line_error(diffuse("train", "--latent", tmp_path, "--steps", "1", "--out", tmp_path / "y", check=False), "not a diffuse autoencoder")
     one_line_error(diffuse("train", "--latent", ae_dir, "--task", "superres", "--steps", "1", "--out", tmp_path / "z", check=False),
                    "--latent")

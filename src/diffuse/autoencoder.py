@@ -31,9 +31,12 @@ AE_FORMAT = "diffuse-autoencoder/1"
 
 @dataclass
 class AEConfig:
-    """Shape of the autoencoder: ``patch_size`` p folds p x p pixels into channels first (space-to-depth, unfolded
+    """Shape of the autoencoder: ``patch_size`` p folds p x ... x p items into channels first (space-to-depth, unfolded
     again at the output), then one level per entry of ``mults`` (channels x mult) with a stride-2 downsampling
-    between levels, so the spatial factor is f = p 2^(len(mults) - 1)."""
+    between levels, so every axis shrinks by f = p 2^(len(mults) - 1).
+
+    Items are [C, *shape] of any rank 1-3 (``shape``: a log-mel's (mels, frames), a clip's (frames, H, W));
+    an empty ``shape`` means a square image_size x image_size picture, as autoencoders written before ranks were."""
 
     image_size: int = 28
     in_channels: int = 1
@@ -43,11 +46,14 @@ class AEConfig:
     latent_channels: int = 4
     groups: int = 8
     patch_size: int = 1
+    shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        self.mults = tuple(self.mults)
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not divisible by the autoencoder patch_size {self.patch_size}")
+        self.mults, self.shape = tuple(self.mults), tuple(self.shape)
+        if not 1 <= len(self.spatial) <= 3 or min(self.spatial) < 1:
+            raise ValueError(f"autoencoder items must have 1 to 3 positive axes, got {self.spatial}")
+        if any(n % self.patch_size for n in self.spatial):
+            raise ValueError(f"item shape {self.spatial} is not divisible by the autoencoder patch_size {self.patch_size}")
         if not self.mults:
             raise ValueError("autoencoder mults must not be empty")
         for c in [self.channels * m for m in self.mults]:
@@ -55,11 +61,20 @@ class AEConfig:
                 raise ValueError(f"autoencoder channel count {c} is not divisible by groups={self.groups}")
 
     @property
-    def sizes(self) -> list[int]:
-        """Spatial size at each level (stride-2 convolutions with padding 1 round up)."""
-        s = [self.image_size // self.patch_size]
+    def spatial(self) -> tuple[int, ...]:
+        """The item's axes after the channels."""
+        return self.shape or (self.image_size, self.image_size)
+
+    @property
+    def rank(self) -> int:
+        return len(self.spatial)
+
+    @property
+    def sizes(self) -> list[tuple[int, ...]]:
+        """Axes at each level (stride-2 convolutions with padding 1 round up)."""
+        s = [tuple(n // self.patch_size for n in self.spatial)]
         for _ in self.mults[1:]:
-            s.append((s[-1] + 1) // 2)
+            s.append(tuple((n + 1) // 2 for n in s[-1]))
         return s
 
     @property
@@ -67,8 +82,12 @@ class AEConfig:
         return self.patch_size * 2 ** (len(self.mults) - 1)
 
     @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        return (self.latent_channels, self.sizes[-1], self.sizes[-1])
+    def item_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, *self.spatial)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.latent_channels, *self.sizes[-1])
 
 
 AE_PRESETS: dict[str, dict] = {
@@ -80,14 +99,41 @@ AE_PRESETS: dict[str, dict] = {
 }
 
 
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Space-to-depth on every axis after the channels: [B, C, *S] -> [B, C p^r, *S/p] (pixel_unshuffle for r = 2)."""
+    if p == 1:
+        return x
+    b, c, *s = x.shape
+    r = len(s)
+    x = x.reshape(b, c, *[v for n in s for v in (n // p, p)])
+    x = x.permute(0, 1, *[3 + 2 * i for i in range(r)], *[2 + 2 * i for i in range(r)])
+    return x.reshape(b, c * p**r, *[n // p for n in s])
+
+
+def unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """The inverse of ``patchify``: [B, C p^r, *S] -> [B, C, *S p]."""
+    if p == 1:
+        return x
+    b, cp, *s = x.shape
+    r = len(s)
+    c = cp // p**r
+    x = x.reshape(b, c, *[p] * r, *s)
+    x = x.permute(0, 1, *[v for i in range(r) for v in (2 + r + i, 2 + i)])
+    return x.reshape(b, c, *[n * p for n in s])
+
+
 class Block(nn.Module):
     """GroupNorm -> SiLU -> conv, twice, with a residual (1x1 conv when the width changes)."""
 
-    def __init__(self, c_in: int, c_out: int, groups: int):
+    def __init__(self, c_in: int, c_out: int, groups: int, rank: int = 2):
         super().__init__()
-        self.body = nn.Sequential(nn.GroupNorm(groups, c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
-                                  nn.GroupNorm(groups, c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        conv = CONV[rank]
+        self.body = nn.Sequential(nn.GroupNorm(groups, c_in), nn.SiLU(), conv(c_in, c_out, 3, padding=1),
+                                  nn.GroupNorm(groups, c_out), nn.SiLU(), conv(c_out, c_out, 3, padding=1))
+        self.skip = conv(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.skip(x) + self.body(x)
@@ -99,55 +145,56 @@ class Autoencoder(nn.Module):
     def __init__(self, cfg: AEConfig):
         super().__init__()
         self.cfg = cfg
-        ch, g = cfg.channels, cfg.groups
+        ch, g, r, conv = cfg.channels, cfg.groups, cfg.rank, CONV[cfg.rank]
         widths = [ch * m for m in cfg.mults]
-        p2 = cfg.patch_size**2
-        enc: list[nn.Module] = [nn.Conv2d(cfg.in_channels * p2, widths[0], 3, padding=1)]
+        folded = cfg.in_channels * cfg.patch_size**r
+        enc: list[nn.Module] = [conv(folded, widths[0], 3, padding=1)]
         cur = widths[0]
         for lvl, w in enumerate(widths):
             for _ in range(cfg.num_blocks):
-                enc.append(Block(cur, w, g))
+                enc.append(Block(cur, w, g, r))
                 cur = w
             if lvl < len(widths) - 1:
-                enc.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
-        enc += [Block(cur, cur, g), nn.GroupNorm(g, cur), nn.SiLU(), nn.Conv2d(cur, 2 * cfg.latent_channels, 3, padding=1)]
+                enc.append(conv(cur, cur, 3, stride=2, padding=1))
+        enc += [Block(cur, cur, g, r), nn.GroupNorm(g, cur), nn.SiLU(), conv(cur, 2 * cfg.latent_channels, 3, padding=1)]
         self.encoder = nn.Sequential(*enc)
-        self.dec_in = nn.Conv2d(cfg.latent_channels, cur, 3, padding=1)
-        self.dec_mid = Block(cur, cur, g)
+        self.dec_in = conv(cfg.latent_channels, cur, 3, padding=1)
+        self.dec_mid = Block(cur, cur, g, r)
         self.dec_levels = nn.ModuleList()
         for lvl in reversed(range(len(widths))):
             blocks = []
             for _ in range(cfg.num_blocks + 1):
-                blocks.append(Block(cur, widths[lvl], g))
+                blocks.append(Block(cur, widths[lvl], g, r))
                 cur = widths[lvl]
             if lvl > 0:
-                blocks.append(nn.Conv2d(cur, cur, 3, padding=1))  # after nearest upsampling to the level above
+                blocks.append(conv(cur, cur, 3, padding=1))  # after nearest upsampling to the level above
             self.dec_levels.append(nn.ModuleList(blocks))
-        self.dec_out = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU(), nn.Conv2d(cur, cfg.in_channels * p2, 3, padding=1))
+        self.dec_out = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU(), conv(cur, folded, 3, padding=1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, H, W] -> (mean, logvar) [B, c, h, w] each (logvar clamped to [-30, 20], as in LDM)."""
-        if tuple(x.shape[1:]) != (self.cfg.in_channels, self.cfg.image_size, self.cfg.image_size):
-            raise ValueError(f"this autoencoder takes {self.cfg.in_channels}x{self.cfg.image_size}x{self.cfg.image_size} "
-                             f"images, got {tuple(x.shape[1:])}")
-        if self.cfg.patch_size > 1:
-            x = F.pixel_unshuffle(x, self.cfg.patch_size)  # [B, C p^2, H/p, W/p]
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        """x [B, C, *S] -> (mean, logvar) [B, c, *S/f] each (logvar clamped to [-30, 20], as in LDM)."""
+        c = self.cfg
+        other = tuple(x.shape[2:]) != c.spatial  # fully convolutional: other lengths that the factor divides work too
+        if x.shape[1] != c.in_channels or x.dim() != 2 + c.rank or (other and any(n % c.factor for n in x.shape[2:])):
+            raise ValueError(f"this autoencoder takes {'x'.join(map(str, c.item_shape))} items (or other lengths divisible by "
+                             f"{c.factor}), got {tuple(x.shape[1:])}")
+        mean, logvar = self.encoder(patchify(x, self.cfg.patch_size)).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, c, h, w] -> x_hat [B, C, H, W]."""
+        """z [B, c, *S/f] -> x_hat [B, C, *S]."""
         h = self.dec_mid(self.dec_in(z))
         sizes = self.cfg.sizes
+        if tuple(z.shape[2:]) != sizes[-1]:  # another length (audio --seconds): every level doubles exactly
+            sizes = [tuple(n * 2 ** (len(sizes) - 1 - i) for n in z.shape[2:]) for i in range(len(sizes))]
         for i, level in enumerate(self.dec_levels):
             lvl = len(sizes) - 1 - i
             for m in level:
                 if isinstance(m, Block):
                     h = m(h)
                 else:
-                    h = m(F.interpolate(h, size=(sizes[lvl - 1],) * 2, mode="nearest"))
-        out = self.dec_out(h)
-        return F.pixel_shuffle(out, self.cfg.patch_size) if self.cfg.patch_size > 1 else out
+                    h = m(F.interpolate(h, size=sizes[lvl - 1], mode="nearest"))
+        return unpatchify(self.dec_out(h), self.cfg.patch_size)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruct through a posterior sample: (x_hat, KL(q(z|x) || N(0, I)) summed per example [B])."""
@@ -159,8 +206,8 @@ class Autoencoder(nn.Module):
 
 
 def fingerprint(cfg: AEConfig) -> str:
-    """A short hash of the autoencoder's architecture (patch_size, added later, only when it is not 1)."""
-    d = {k: v for k, v in asdict(cfg).items() if not (k == "patch_size" and v == 1)}
+    """A short hash of the autoencoder's architecture (patch_size and shape, added later, only when not the default)."""
+    d = {k: v for k, v in asdict(cfg).items() if not ((k == "patch_size" and v == 1) or (k == "shape" and not v))}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -176,13 +223,16 @@ class LatentCodec:
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def latent_shape(self) -> tuple[int, int, int]:
+    def latent_shape(self) -> tuple[int, ...]:
         return self.ae.cfg.latent_shape
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        c = self.ae.cfg
-        return (c.in_channels, c.image_size, c.image_size)
+    def image_shape(self) -> tuple[int, ...]:
+        """The items it encodes, [C, *S] (images, log-mels, clips)."""
+        return self.ae.cfg.item_shape
+
+    def _view(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return v.view(1, -1, *[1] * (z.dim() - 2)).to(z.dtype)
 
     def to(self, device: torch.device | str) -> "LatentCodec":
         self.ae.to(device)
@@ -190,28 +240,30 @@ class LatentCodec:
         return self
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.mean.view(1, -1, 1, 1).to(z.dtype)) / self.std.view(1, -1, 1, 1).to(z.dtype)
+        return (z - self._view(self.mean, z)) / self._view(self.std, z)
 
     @torch.no_grad()
     def posterior(self, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised posterior (mean, std) [N, c, h, w] of images x [N, C, H, W] in [-1, 1], in batches."""
+        """Normalised posterior (mean, std) [N, c, *S/f] of model-space items x [N, C, *S], in batches."""
         dev = self.mean.device
         mus, sds = [], []
         for i in range(0, len(x), batch_size):
             mu, logvar = self.ae.encode(x[i : i + batch_size].to(dev).float())
             mus.append(self.normalize(mu).cpu())
-            sds.append(((0.5 * logvar).exp() / self.std.view(1, -1, 1, 1)).cpu())
+            sds.append(((0.5 * logvar).exp() / self._view(self.std, logvar)).cpu())
         return torch.cat(mus), torch.cat(sds)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [N, C, H, W] in [-1, 1] -> normalised posterior means."""
+        """Model-space items [N, C, *S] -> normalised posterior means."""
         return self.posterior(x)[0].to(x.device)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Normalised latents -> images in [-1, 1] (float32, clipped)."""
-        z = z.float() * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)
+        """Normalised latents -> model-space items (float32, clipped to [-1, 1]: pixels, and log-mels, whose
+        normalisation puts the mel floor at -1)."""
+        z = z.float()
+        z = z * self._view(self.std, z) + self._view(self.mean, z)
         return self.ae.decode(z).clamp(-1, 1)
 
 

@@ -163,9 +163,12 @@ def sample(
     mod.check_out(out)
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
     model, mcfg = load_model(run, dev)
-    shape, note = mod.sample_shape(mcfg.net_shape, seconds, getattr(mcfg.net, "patch_size", 1))
-    keep = _time_mask(mod.duration(shape), keep_seconds, inpaint_seconds)
-    c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption, mod, shape,
+    # item: what is written (decoded, for a latent model); shape: what the network samples (item / f per axis)
+    f = mcfg.image_shape[-1] // mcfg.net_shape[-1]
+    item, note = mod.sample_shape(mcfg.image_shape, seconds, f * getattr(mcfg.net, "patch_size", 1))
+    shape = (mcfg.net_shape[0], *[a // f for a in item[1:]])
+    keep = _time_mask(mod.duration(item), keep_seconds, inpaint_seconds)
+    c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption, mod, item,
                    keep)
     for line in ([note] if note else []) + c.notes if d.is_writer else []:
         typer.echo(line, err=True)
@@ -175,7 +178,7 @@ def sample(
     lo, hi = dist.shard(d, n)
     with _bar(hi - lo, "sample", "item") as bar:
         if hi <= lo:
-            part = torch.zeros(0, *shape)
+            part = torch.zeros(0, *item)
         elif c.lowres is not None:
             from .generate import superres
 

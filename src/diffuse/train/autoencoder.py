@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..autoencoder import AE_FORMAT, AE_PRESETS, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
+from ..autoencoder import AE_FORMAT, AE_PRESETS, CONV, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
 from ..checkpoint import load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
 from ..data import ImageDataset, batch_index, load_dataset, resize_dataset, resize_images, step_generator, to_model_space, to_uint8
 from ..errors import UserError
@@ -44,7 +44,7 @@ class AETrainConfig:
     data_dir: str | None = None
     image_size: int | None = None  # resize the data to this size (e.g. 64 for the latent-diffusion speed setting)
     out: str = "runs/ae-digits"
-    preset: str | None = None  # f2 | f4 | f8 (default: f2 for images up to 16 pixels, f4 up to 32, else f8)
+    preset: str | None = None  # f2 | f4 | f8 (default: f2 for images up to 16 pixels, f4 up to 32 and for log-mels, else f8)
     overrides: dict = field(default_factory=dict)
     kl_weight: float = 1e-6
     adv_weight: float = 0.0
@@ -81,25 +81,30 @@ class AETrainConfig:
 
 
 class PatchDiscriminator(nn.Module):
-    """Three stride-2 4x4 convolutions with LeakyReLU -> a logit per patch (PatchGAN, Isola et al. 2017)."""
+    """Two stride-2 4x4 convolutions with LeakyReLU -> a logit per patch (PatchGAN, Isola et al. 2017), in the
+    items' rank (2-D for images and log-mels)."""
 
-    def __init__(self, in_channels: int, ch: int = 32):
+    def __init__(self, in_channels: int, ch: int = 32, rank: int = 2):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.GroupNorm(8, 2 * ch), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(2 * ch, 1, 3, 1, 1))
+        conv = CONV[rank]
+        self.net = nn.Sequential(conv(in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 conv(ch, 2 * ch, 4, 2, 1), nn.GroupNorm(8, 2 * ch), nn.LeakyReLU(0.2),
+                                 conv(2 * ch, 1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 def _model_config(cfg: AETrainConfig, ds: ImageDataset) -> AEConfig:
-    c, h, w = ds.shape
-    if h != w:
-        raise UserError(f"images must be square, got {h}x{w}")
-    name = cfg.preset or ("f2" if h <= 16 else "f4" if h <= 32 else "f8")
+    """Square images keep the old record (image_size); other items (log-mels, clips) name their axes in ``shape``."""
+    c, *axes = ds.shape
+    square = len(axes) == 2 and axes[0] == axes[1] and not ds.images.is_floating_point()
+    side = min(axes)
+    # f4 for log-mels and other float items too (AudioLDM compresses a mel by 4 on each axis)
+    name = cfg.preset or ("f2" if side <= 16 else "f4" if side <= 32 or ds.images.is_floating_point() else "f8")
+    size = {"image_size": axes[0]} if square else {"shape": tuple(axes)}
     try:
-        return AEConfig(**{**AE_PRESETS[name], "image_size": h, "in_channels": c, **cfg.overrides})
+        return AEConfig(**{**AE_PRESETS[name], **size, "in_channels": c, **cfg.overrides})
     except (TypeError, ValueError) as e:
         raise UserError(f"bad autoencoder settings: {e}") from None
 
@@ -129,7 +134,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
         raise UserError(f"{out / 'config.json'} describes a different autoencoder than this version builds from it")
     torch.manual_seed(cfg.seed)
     ae = Autoencoder(mcfg)
-    disc = PatchDiscriminator(mcfg.in_channels)
+    disc = PatchDiscriminator(mcfg.in_channels, rank=mcfg.rank)
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     doc = {"format": AE_FORMAT, "model": asdict(mcfg), "train": asdict(cfg)}
@@ -141,7 +146,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
             write_json(out / "config.json", doc)
         _save_state(out, ae, disc, opt, opt_d, mcfg, 0, 0.0)  # step 0: from here on a killed run resumes
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
-    pixels = mcfg.in_channels * mcfg.image_size**2
+    pixels = math.prod(mcfg.item_shape)
     t0, acc, nan_streak = time.monotonic() - seconds, [], 0
     metrics = open_log(out / "metrics.jsonl")
     try:
@@ -272,6 +277,8 @@ def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Ca
 
     native_test = load_dataset(cfg.data, "test", cfg.data_dir)
     test = native_test.subset(torch.arange(min(n, len(native_test))))
+    if test.images.is_floating_point():
+        return _evaluate_items(ae, cfg, test, out, log)
     if cfg.image_size:
         test = resize_dataset(test, cfg.image_size)
     rec = reconstruct(ae, test.images)
@@ -283,6 +290,31 @@ def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Ca
         size = native_test.shape[-1]
         f_real, p_real = predict(clf, resize_images(test.images, size))
         f_rec, p_rec = predict(clf, resize_images(rec, size))
+        report.update(acc_originals=float((p_real == test.labels).float().mean()),
+                      acc_reconstructions=float((p_rec == test.labels).float().mean()),
+                      rfid=float(fid_from_features(f_rec, f_real)))
+    return report
+
+
+def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out: Path, log: Callable[[str], None]) -> dict:
+    """The same report for model-space items of another modality (log-mels): PSNR over the model-space range [-1, 1],
+    the modality's preview of originals above reconstructions, and its judge's accuracy and Frechet distance (for
+    audio: what is heard, both sets through the vocoder)."""
+    from ..metrics.fid import fid_from_features
+    from ..metrics.judge import judge_for
+    from ..modalities import get_modality
+
+    mod = get_modality(test.modality)
+    rec = torch.cat([ae.decode(ae.encode(test.images[i : i + 500])[0]).clamp(-1, 1) for i in range(0, len(test), 500)])
+    mse = (rec.double() - test.images.double()).square().flatten(1).mean(1)
+    p = 10 * torch.log10(4.0 / mse.clamp_min(4e-10))
+    report = {"psnr": float(p.mean()), "psnr_sem": float(p.std() / math.sqrt(len(p))), "n": len(test),
+              "l1": float((rec - test.images).abs().mean())}
+    save_grid(out / "reconstructions.png", mod.preview(torch.cat([test.images[:8], rec[:8]])), ncol=8)
+    if test.labels is not None:
+        judge = judge_for(mod, cfg.data, cfg.data_dir, log)
+        f_real, p_real = judge.score(test.images)
+        f_rec, p_rec = judge.score(rec)
         report.update(acc_originals=float((p_real == test.labels).float().mean()),
                       acc_reconstructions=float((p_rec == test.labels).float().mean()),
                       rfid=float(fid_from_features(f_rec, f_real)))

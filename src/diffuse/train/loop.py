@@ -107,8 +107,8 @@ def _codec(cfg: TrainConfig, ds: ImageDataset, resumed_run: Path | None, device:
 
     codec = load_codec(resumed_run / "autoencoder" if resumed_run else Path(cfg.latent), device)
     if tuple(codec.image_shape) != tuple(ds.shape):
-        c, h, w = codec.image_shape
-        raise UserError(f"the autoencoder {cfg.latent} takes {c}x{h}x{w} images, but {ds.name} has {'x'.join(map(str, ds.shape))}: "
+        raise UserError(f"the autoencoder {cfg.latent} takes {'x'.join(map(str, codec.image_shape))} items, but {ds.name} has "
+                        f"{'x'.join(map(str, ds.shape))}: "
                         f"train one on this data (diffuse train-autoencoder), or match --image-size")
     return codec
 
