@@ -1,7 +1,7 @@
 """The vocoder ceiling on the notes: real test log-mels -> vocoder -> the metrics of benchmarks/audio_recipe.py, for
 each vocoder choice, beside the real clips themselves. It tells the vocoder's cost apart from the model's.
 
-    python benchmarks/vocoder_ceiling.py [--learned-steps 1500]
+    python benchmarks/vocoder_ceiling.py [--learned-steps 1500] [--loss log|pow] [--only-learned] [--cuts 0,1000]
 
 Choices: Griffin-Lim (32 iterations) after the pseudo-inverse or NNLS mel inversion, and the learned mel ->
 linear-magnitude network (audio/learned.py) with Griffin-Lim, over the whole band or above a cut-off only.
@@ -30,6 +30,8 @@ from diffuse.modalities.audio import AudioModality  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--learned-steps", type=int, default=1500)
+    ap.add_argument("--loss", default="log", choices=("log", "pow"), help="mel2stft loss: L1 of log or of |S|^0.3")
+    ap.add_argument("--only-learned", action="store_true", help="skip the Griffin-Lim rows (measured before)")
     ap.add_argument("--cuts", default="0,1000", help="learned magnitudes above these frequencies (Hz), pseudo-inverse below")
     args = ap.parse_args()
     cfg = MelConfig()
@@ -39,14 +41,14 @@ def main() -> None:
     fam, midi = judge.test.labels, judge.test.extra["pitch"]
     mags = mod.front.magnitudes(judge.test.images)
     rows = [judge.real_floor(idx).row("real test clips")]
-    for inv in ("pinv", "nnls"):
+    for inv in () if args.only_learned else ("pinv", "nnls"):
         t = time.time()
         y = GriffinLim(cfg, 32, inv)(mags, cfg.samples)
         rows.append(judge.score_waves(y, fam, midi).row(f"Griffin-Lim 32, {inv} mel inversion ({time.time() - t:.0f} s)"))
         print(rows[-1], flush=True)
     t = time.time()
-    net = train_mel_to_stft(torch.from_numpy(build("train").waves), cfg, steps=args.learned_steps)
-    print(f"learned mel2stft: {args.learned_steps} steps in {time.time() - t:.0f} s", flush=True)
+    net = train_mel_to_stft(torch.from_numpy(build("train").waves), cfg, steps=args.learned_steps, loss=args.loss)
+    print(f"learned mel2stft ({args.loss} loss): {args.learned_steps} steps in {time.time() - t:.0f} s", flush=True)
     import librosa
 
     freqs = torch.from_numpy(librosa.fft_frequencies(sr=cfg.sample_rate, n_fft=cfg.n_fft)).float()[:, None]
@@ -58,7 +60,7 @@ def main() -> None:
         mag = torch.where(freqs < cut, base, learned).double().numpy()
         y = librosa.griffinlim(mag, n_iter=32, hop_length=cfg.hop, n_fft=cfg.n_fft, length=(cfg.frames - 1) * cfg.hop, random_state=0)
         y = torch.from_numpy(np.pad(y, [(0, 0), (0, cfg.hop)]).astype(np.float32)).clamp(-1, 1)
-        rows.append(judge.score_waves(y, fam, midi).row(f"learned magnitudes above {cut:g} Hz + Griffin-Lim 32"))
+        rows.append(judge.score_waves(y, fam, midi).row(f"learned magnitudes ({args.loss} loss) above {cut:g} Hz + Griffin-Lim 32"))
         print(rows[-1], flush=True)
     print(HEADER)
     print("\n".join(rows))

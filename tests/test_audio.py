@@ -361,7 +361,7 @@ def test_latent_audio_autoencoder_and_diffusion_through_the_cli(tmp_path):
     ae = tmp_path / "ae"
     diffuse("train-autoencoder", "--data", "notes:110", "--steps", "3", "--batch-size", "8", "--out", ae)
     doc = json.loads((ae / "config.json").read_text())
-    assert doc["model"]["shape"] == [64, 100] and doc["model"]["patch_size"] == 1
+    assert doc["model"]["shape"] == [64, 100] and doc["model"]["patch_size"] == 2  # f4p: 4x16x25 latents
     ev = doc["eval"]
     assert 0 <= ev["acc_reconstructions"] <= 1 and 0 <= ev["acc_originals"] <= 1 and ev["rfid"] >= 0 and ev["l1"] > 0
     assert ev["n"] == len(load_dataset("notes:110", "test", None)) and 0 < ev["psnr"] < 100

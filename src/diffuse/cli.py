@@ -39,7 +39,7 @@ def train(
     zero_terminal_snr: bool = typer.Option(False, help="rescale the VP schedule to zero terminal SNR"),
     batch_size: Optional[int] = typer.Option(None, help="batch size (default from the dataset recipe)"),
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate (default from the dataset recipe)"),
-    warmup_steps: int = typer.Option(200, help="linear learning-rate warm-up steps"),
+    warmup_steps: Optional[int] = typer.Option(None, help="linear learning-rate warm-up steps (default from the recipe: 200; 50 for audio)"),
     ema_kimg: Optional[float] = typer.Option(None, help="EMA half-life in thousands of images"),
     label_dropout: float = typer.Option(0.1, help="probability of the null label or caption (classifier-free guidance)"),
     dropout: Optional[float] = typer.Option(None, help="network dropout (default from the preset)"),

@@ -12,11 +12,11 @@ from .cli_common import _CHECKPOINT_MINUTES, app
 
 @app.command("train-autoencoder")
 def train_autoencoder(
-    data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file"),
+    data: str = typer.Option("digits", help="digits | fashion-mnist | notes | a folder of images or audio files | a .npz file"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the Fashion-MNIST IDX files"),
     image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
     out: Optional[str] = typer.Option(None, help="autoencoder directory (default runs/ae-<data>)"),
-    preset: Optional[str] = typer.Option(None, help="f2 | f4 | f8: spatial downsampling factor (default by image size)"),
+    preset: Optional[str] = typer.Option(None, help="f2 | f4 | f8 | f4p: downsampling factor per axis (default by image size; f4p, 2x2 patches then f2, for log-mels)"),
     latent_channels: Optional[int] = typer.Option(None, help="latent channels (default from the preset)"),
     kl_weight: float = typer.Option(1e-6, help="weight of the KL term (LDM's convention: per summed pixel)"),
     adv_weight: float = typer.Option(0.0, help="PatchGAN hinge adversarial term: this times VQGAN's adaptive weight (0 = off; LDM uses 0.5)"),

@@ -48,8 +48,12 @@ class MelToSTFT(nn.Module):
 
 
 def train_mel_to_stft(waves: torch.Tensor, cfg: MelConfig, steps: int = 1500, batch_size: int = 32, seed: int = 0,
-                      log=print) -> MelToSTFT:
-    """Fit on waves [N, samples]: L1 between predicted and true log magnitudes (Adam, cosine learning rate)."""
+                      log=print, loss: str = "log") -> MelToSTFT:
+    """Fit on waves [N, samples]: L1 between predicted and true log magnitudes (``loss="log"``), or between
+    power-law compressed magnitudes |S|^0.3 (``"pow"``, as speech enhancement does: the harmonic peaks weigh more
+    than the noise floor, which the log loss spends most of its capacity on). Adam, cosine learning rate."""
+    if loss not in ("log", "pow"):
+        raise ValueError(f"unknown mel2stft loss {loss!r}")
     torch.manual_seed(seed)
     front = MelFrontEnd(cfg)
     x = front.encode(waves)[:, 0]  # [N, M, T]
@@ -62,11 +66,12 @@ def train_mel_to_stft(waves: torch.Tensor, cfg: MelConfig, steps: int = 1500, ba
     g = torch.Generator().manual_seed(seed)
     for step in range(steps):
         idx = torch.randint(len(x), (batch_size,), generator=g)
-        loss = F.l1_loss(net(x[idx]), target[idx])
+        pred = net(x[idx])
+        err = F.l1_loss(pred, target[idx]) if loss == "log" else F.l1_loss((0.3 * pred).exp(), (0.3 * target[idx]).exp())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        err.backward()
         opt.step()
         sched.step()
         if log and step % 500 == 0:
-            log(f"mel2stft step {step}: L1 {loss.item():.3f}")
+            log(f"mel2stft step {step}: L1 ({loss}) {err.item():.3f}")
     return net.eval()

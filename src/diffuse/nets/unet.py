@@ -72,7 +72,7 @@ PRESETS: dict[str, dict] = {
     "fmnist": dict(channels=48, mults=(1, 2), num_blocks=1, head_dim=32, dropout=0.1, patch_size=2),
     # the notes recipe: 64 mels x 100 frames in 4x4 patches, so levels run at 16x25 and 8x13 (attention there);
     # ~100 samples/s training here (2x2 patches at width 64: 17/s)
-    "audio": dict(channels=48, mults=(1, 2), num_blocks=1, head_dim=32, dropout=0.1, patch_size=4, attn_resolutions=(8,)),
+    "audio": dict(channels=48, mults=(1, 2), num_blocks=1, head_dim=32, dropout=0.0, patch_size=4, attn_resolutions=(8,)),
     "base": dict(channels=64, mults=(1, 2, 2), num_blocks=2, head_dim=32, dropout=0.1),
     "large": dict(channels=128, mults=(1, 2, 2, 2), num_blocks=2, head_dim=64, dropout=0.1),
 }

@@ -44,7 +44,7 @@ class AETrainConfig:
     data_dir: str | None = None
     image_size: int | None = None  # resize the data to this size (e.g. 64 for the latent-diffusion speed setting)
     out: str = "runs/ae-digits"
-    preset: str | None = None  # f2 | f4 | f8 (default: f2 for images up to 16 pixels, f4 up to 32 and for log-mels, else f8)
+    preset: str | None = None  # f2 | f4 | f8 | f4p (default: f2 for images up to 16 pixels, f4 up to 32, else f8; f4p for log-mels)
     overrides: dict = field(default_factory=dict)
     kl_weight: float = 1e-6
     adv_weight: float = 0.0
@@ -100,8 +100,8 @@ def _model_config(cfg: AETrainConfig, ds: ImageDataset) -> AEConfig:
     c, *axes = ds.shape
     square = len(axes) == 2 and axes[0] == axes[1] and not ds.images.is_floating_point()
     side = min(axes)
-    # f4 for log-mels and other float items too (AudioLDM compresses a mel by 4 on each axis)
-    name = cfg.preset or ("f2" if side <= 16 else "f4" if side <= 32 or ds.images.is_floating_point() else "f8")
+    # f4p for log-mels and other float items (AudioLDM compresses a mel by 4 on each axis)
+    name = cfg.preset or ("f4p" if ds.images.is_floating_point() else "f2" if side <= 16 else "f4" if side <= 32 else "f8")
     size = {"image_size": axes[0]} if square else {"shape": tuple(axes)}
     try:
         return AEConfig(**{**AE_PRESETS[name], **size, "in_channels": c, **cfg.overrides})

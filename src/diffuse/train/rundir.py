@@ -90,7 +90,7 @@ def start_mode(run: Path, resume: bool, state: str = "state/state.safetensors", 
     has_config, has_state = (run / "config.json").is_file(), (run / state).is_file()
     if not resume:
         if has_config or has_state:
-            raise UserError(f"{run} already holds a {what}; pass --resume to continue it or choose another --out")
+            raise UserError(f"{run} already holds {'an' if what[0] in 'aeiou' else 'a'} {what}; pass --resume to continue it or choose another --out")
         return "fresh"
     if not has_config:
         raise UserError(f"nothing to resume in {run}: it holds no config.json (start it without --resume)")
