@@ -2,7 +2,7 @@
 ceiling, on named notes (training phrasing) and on held-out phrasings (wordings never in a training caption).
 
     diffuse train --data notes --cond text --minutes 10 --out runs/notes
-    python benchmarks/audio_recipe.py runs/notes [--n 275] [--guidance W[,W2,...]]
+    python benchmarks/audio_recipe.py runs/notes [--n 275] [--guidance W[,W2,...]] [--vocoder-refine N]
 
 Targets (issue 13): family adherence on held-out phrasings >= 80%; >= 70% of samples within +-50 cents of the
 asked note; a Frechet distance within 3x the vocoder ceiling's.
@@ -42,9 +42,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=275, help="samples per set (and real clips for floor and ceiling)")
     ap.add_argument("--guidance", default=None, help="guidance strength, or a comma list to sweep (default: the run's)")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--vocoder-refine", type=int, default=None,
+                    help="log-mel matching steps after Griffin-Lim (default: the run's vocoder; runs before it have 0)")
     args = ap.parse_args()
     model, mcfg = load_model(args.run)
     mod = modality_of(mcfg)
+    if args.vocoder_refine is not None:
+        mod.vocoder_spec["refine"] = args.vocoder_refine
+    print(f"vocoder: {mod.vocoder_spec}", flush=True)
     judge = NotesJudge(mod)
     g = torch.Generator().manual_seed(0)
     n = args.n

@@ -1,9 +1,11 @@
 """The vocoder ceiling on the notes: real test log-mels -> vocoder -> the metrics of benchmarks/audio_recipe.py, for
 each vocoder choice, beside the real clips themselves. It tells the vocoder's cost apart from the model's.
 
-    python benchmarks/vocoder_ceiling.py [--learned-steps 1500] [--loss log|pow] [--only-learned] [--cuts 0,1000]
+    python benchmarks/vocoder_ceiling.py [--refine 100,300] [--no-learned] [--learned-steps 1500] [--loss log|pow]
+                                         [--only-learned] [--cuts 0,1000]
 
-Choices: Griffin-Lim (32 iterations) after the pseudo-inverse or NNLS mel inversion, and the learned mel ->
+Choices: Griffin-Lim (32 iterations) after the pseudo-inverse or NNLS mel inversion, then optionally log-mel
+matching steps (audio/vocoder.py), and the learned mel ->
 linear-magnitude network (audio/learned.py) with Griffin-Lim, over the whole band or above a cut-off only.
 """
 
@@ -32,6 +34,8 @@ def main() -> None:
     ap.add_argument("--learned-steps", type=int, default=1500)
     ap.add_argument("--loss", default="log", choices=("log", "pow"), help="mel2stft loss: L1 of log or of |S|^0.3")
     ap.add_argument("--only-learned", action="store_true", help="skip the Griffin-Lim rows (measured before)")
+    ap.add_argument("--refine", default="100,300", help="log-mel matching steps after Griffin-Lim (pinv), comma list")
+    ap.add_argument("--no-learned", action="store_true", help="skip the learned mel2stft rows")
     ap.add_argument("--cuts", default="0,1000", help="learned magnitudes above these frequencies (Hz), pseudo-inverse below")
     args = ap.parse_args()
     cfg = MelConfig()
@@ -46,6 +50,15 @@ def main() -> None:
         y = GriffinLim(cfg, 32, inv)(mags, cfg.samples)
         rows.append(judge.score_waves(y, fam, midi).row(f"Griffin-Lim 32, {inv} mel inversion ({time.time() - t:.0f} s)"))
         print(rows[-1], flush=True)
+    for r in () if args.only_learned else (int(v) for v in args.refine.split(",") if v):
+        t = time.time()
+        y = GriffinLim(cfg, 32, "pinv", refine=r)(mags, cfg.samples)
+        rows.append(judge.score_waves(y, fam, midi).row(f"Griffin-Lim 32 + {r} log-mel matching steps ({time.time() - t:.0f} s)"))
+        print(rows[-1], flush=True)
+    if args.no_learned:
+        print(HEADER)
+        print("\n".join(rows))
+        return
     t = time.time()
     net = train_mel_to_stft(torch.from_numpy(build("train").waves), cfg, steps=args.learned_steps, loss=args.loss)
     print(f"learned mel2stft ({args.loss} loss): {args.learned_steps} steps in {time.time() - t:.0f} s", flush=True)

@@ -57,6 +57,25 @@ def test_vocoder_round_trip_keeps_the_log_mel(clips):
 
 
 @needs_fluidsynth
+def test_log_mel_matching_after_griffin_lim_brings_the_mel_closer(clips):
+    """The refinement steps lower the log-mel error of Griffin-Lim's wave (measured on 64 clips: 0.34 -> 0.23 nats on
+    loud cells, 0.35 -> 0.17 on all), under inference mode too (as `sample` decodes), and keep the length."""
+    mod = AudioModality(MelConfig())
+    x = mod.encode(torch.from_numpy(clips.waves[:6]))
+    mags = mod.front.magnitudes(x)
+    errs = []
+    for refine in (0, 60):
+        with torch.inference_mode():
+            y = GriffinLim(mod.mel, n_iter=32, refine=refine)(mags, mod.mel.samples)
+        assert y.shape == (6, 16000) and torch.isfinite(y).all() and y.abs().max() <= 1
+        errs.append(((mod.encode(y) - x).abs()).mean() * 6.5)
+    assert errs[1] < 0.8 * errs[0], errs
+    assert AudioModality(MelConfig()).vocoder_spec["refine"] > 0  # new runs' default; runs before it keep 0
+    with pytest.raises(ValueError):
+        GriffinLim(mod.mel, refine=-1)
+
+
+@needs_fluidsynth
 def test_notes_build_is_deterministic_and_splits_differ(clips):
     again = notes.build("test", limit=22, cache=False)
     assert np.array_equal(clips.waves, again.waves) and np.array_equal(clips.pitch, again.pitch)
@@ -377,3 +396,47 @@ def test_latent_audio_autoencoder_and_diffusion_through_the_cli(tmp_path):
     diffuse("sample", run, "--n", "1", "--steps", "3", "--init", tmp_path / "one.wav", "--keep-seconds", "0.4",
             "--out", tmp_path / "cont.wav")
     assert sf.info(tmp_path / "cont.wav").frames == 16000
+
+
+def test_latent_auto_trains_caches_and_reuses_the_autoencoder(tmp_path, monkeypatch):
+    """--latent auto: the first run trains an autoencoder into the cache and copies it into the run; a second run
+    with the same data and budget reuses it untouched; --latent none (the audio default) trains on the log-mels."""
+    if not Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    from diffuse.train.auto_latent import auto_budget
+
+    assert auto_budget(10.0, None) == {"minutes": 3.0} and auto_budget(None, 5) == {"steps": 5}
+    assert auto_budget(None, 10**6)["steps"] < 10**6
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DIFFUSE_CACHE", str(cache))
+    args = ("train", "--data", "notes:110", "--cond", "class", "--steps", "2", "--batch-size", "8")
+    r = diffuse(*args, "--latent", "auto", "--out", tmp_path / "a")
+    assert "training one for 2 steps" in r.stderr
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["train"]["latent"] == "auto" and cfg["model"]["net"]["in_channels"] == 4
+    (ae,) = (cache / "autoencoders").iterdir()
+    assert cfg["model"]["latent"]["source"] == str(ae)
+    assert (tmp_path / "a" / "autoencoder" / "model.safetensors").read_bytes() == (ae / "model.safetensors").read_bytes()
+    before = (ae / "model.safetensors").stat().st_mtime_ns
+    r = diffuse(*args, "--latent", "auto", "--out", tmp_path / "b")
+    assert "cached in" in r.stderr and "training one" not in r.stderr
+    assert (ae / "model.safetensors").stat().st_mtime_ns == before
+    diffuse("sample", tmp_path / "b", "--n", "1", "--steps", "2", "--out", tmp_path / "b.wav")
+    assert sf.info(tmp_path / "b.wav").frames == 16000
+    diffuse(*args, "--latent", "none", "--out", tmp_path / "c")
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())["model"]
+    assert cfg["latent"] is None and cfg["net"]["in_channels"] == 1 and not (tmp_path / "c" / "autoencoder").exists()
+
+
+def test_latent_auto_takes_the_autoencoder_time_off_the_minutes(monkeypatch, tmp_path):
+    """--minutes counts the autoencoder's training: what it took is taken off the diffusion's budget."""
+    from diffuse.train import auto_latent, loop
+    from diffuse.train.config import TrainConfig
+
+    monkeypatch.setattr(auto_latent, "ensure_autoencoder", lambda *a: (tmp_path / "ae", 90.0))
+    d = loop.D.Dist()  # one process
+    cfg = TrainConfig(data="notes", minutes=10.0, latent="auto")
+    new, path = loop._latent_dir(cfg, "fresh", tmp_path / "run", d)
+    assert path == tmp_path / "ae" and new.minutes == pytest.approx(8.5)
+    assert loop._latent_dir(cfg, "resume", tmp_path / "run", d)[1] == tmp_path / "run" / "autoencoder"
+    assert loop._latent_dir(TrainConfig(data="notes", latent="none"), "fresh", tmp_path, d) == (TrainConfig(data="notes", latent="none"), None)

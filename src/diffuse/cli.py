@@ -30,7 +30,7 @@ def train(
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes (total, also across --resume)"),
     model: str = typer.Option("unet", help="denoiser network: unet | dit (Diffusion Transformer)"),
     preset: Optional[str] = typer.Option(None, help="size preset; U-Net: tiny | fmnist | small | base | large, DiT: tiny | fmnist | S | B"),
-    latent: Optional[str] = typer.Option(None, help="latent diffusion: an autoencoder directory from `diffuse train-autoencoder`"),
+    latent: Optional[str] = typer.Option(None, help="latent diffusion: an autoencoder directory from `diffuse train-autoencoder`, 'auto' (train and cache one first, 30% of --minutes) or 'none'"),
     image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
     param: str = typer.Option("edm", help="parameterization: edm | eps | v | x0"),
     weighting: Optional[str] = typer.Option(None, help="loss weighting: edm | eps | min_snr | v | x0 (default: natural for --param)"),

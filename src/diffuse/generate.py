@@ -21,6 +21,7 @@ from .samplers import get_sampler
 
 if TYPE_CHECKING:
     from .editing import Edit
+    from .text.bank import TextRows
 
 
 # Default classifier-free guidance for conditional models, chosen from a sweep on the Fashion-MNIST recipe

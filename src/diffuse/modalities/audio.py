@@ -17,7 +17,7 @@ from ..audio.vocoder import get_vocoder
 from ..errors import UserError
 from .base import Meta, Modality
 
-DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv"}
+DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv", "refine": 100}
 
 
 class AudioModality(Modality):

@@ -110,16 +110,17 @@ def _model_config(cfg: AETrainConfig, ds: ImageDataset) -> AEConfig:
 
 
 def train_autoencoder(cfg: AETrainConfig, resume: bool = False, progress: Callable[[dict], None] | None = None,
-                      log: Callable[[str], None] = print) -> dict:
-    """Train (or resume) the autoencoder in ``cfg.out``; returns the evaluation report. Ctrl-C saves and returns."""
+                      log: Callable[[str], None] = print, report: bool = True) -> dict:
+    """Train (or resume) the autoencoder in ``cfg.out``; returns the evaluation report (``report=False``: the test
+    PSNR and L1 only, no domain classifier). Ctrl-C saves and returns."""
     if not resume:
         cfg.validate()  # every flag checked before the disk is touched
     with RunLock(Path(cfg.out), create=not resume):
-        return _train_autoencoder(cfg, resume, progress, log)
+        return _train_autoencoder(cfg, resume, progress, log, report)
 
 
 def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dict], None] | None,
-                       log: Callable[[str], None]) -> dict:
+                       log: Callable[[str], None], report: bool = True) -> dict:
     out = Path(cfg.out)
     mode = start_mode(out, resume, what="autoencoder")
     if mode != "fresh":
@@ -206,7 +207,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
         return {"interrupted": True, "step": step}
     ae.eval().requires_grad_(False)
     doc["latent"] = latent_stats(ae, ds)
-    doc["eval"] = evaluate_autoencoder(ae, cfg, out, log)
+    doc["eval"] = evaluate_autoencoder(ae, cfg, out, log, judge=report)
     doc["eval"].update(step=step, seconds=time.monotonic() - t0)
     write_json(out / "config.json", doc)
     return {"interrupted": False, **doc["eval"]}
@@ -269,23 +270,23 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Callable[[str], None] = print,
-                         n: int = 2000) -> dict:
-    """Test-split PSNR, domain-classifier accuracy on reconstructions vs originals, and rFID; writes
-    AE/reconstructions.png (originals above their reconstructions)."""
+                         n: int = 2000, judge: bool = True) -> dict:
+    """Test-split PSNR, domain-classifier accuracy on reconstructions vs originals, and rFID (``judge=False``: PSNR
+    only); writes AE/reconstructions.png (originals above their reconstructions)."""
     from ..metrics.classifier import get_classifier, predict
     from ..metrics.fid import fid_from_features
 
     native_test = load_dataset(cfg.data, "test", cfg.data_dir)
     test = native_test.subset(torch.arange(min(n, len(native_test))))
     if test.images.is_floating_point():
-        return _evaluate_items(ae, cfg, test, out, log)
+        return _evaluate_items(ae, cfg, test, out, log, judge)
     if cfg.image_size:
         test = resize_dataset(test, cfg.image_size)
     rec = reconstruct(ae, test.images)
     p = psnr(rec, test.images)
     report = {"psnr": float(p.mean()), "psnr_sem": float(p.std() / math.sqrt(len(p))), "n": len(test)}
     save_grid(out / "reconstructions.png", torch.cat([test.images[:16], rec[:16]]), ncol=16)
-    if test.labels is not None:
+    if test.labels is not None and judge:
         clf, _ = get_classifier(load_dataset(cfg.data, "train", cfg.data_dir), native_test, log)
         size = native_test.shape[-1]
         f_real, p_real = predict(clf, resize_images(test.images, size))
@@ -296,7 +297,8 @@ def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Ca
     return report
 
 
-def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out: Path, log: Callable[[str], None]) -> dict:
+def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out: Path, log: Callable[[str], None],
+                    judge: bool = True) -> dict:
     """The same report for model-space items of another modality (log-mels): PSNR over the model-space range [-1, 1],
     the modality's preview of originals above reconstructions, and its judge's accuracy and Frechet distance (for
     audio: what is heard, both sets through the vocoder)."""
@@ -311,10 +313,10 @@ def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out
     report = {"psnr": float(p.mean()), "psnr_sem": float(p.std() / math.sqrt(len(p))), "n": len(test),
               "l1": float((rec - test.images).abs().mean())}
     save_grid(out / "reconstructions.png", mod.preview(torch.cat([test.images[:8], rec[:8]])), ncol=8)
-    if test.labels is not None:
-        judge = judge_for(mod, cfg.data, cfg.data_dir, log)
-        f_real, p_real = judge.score(test.images)
-        f_rec, p_rec = judge.score(rec)
+    if test.labels is not None and judge:
+        j = judge_for(mod, cfg.data, cfg.data_dir, log)
+        f_real, p_real = j.score(test.images)
+        f_rec, p_rec = j.score(rec)
         report.update(acc_originals=float((p_real == test.labels).float().mean()),
                       acc_reconstructions=float((p_rec == test.labels).float().mean()),
                       rfid=float(fid_from_features(f_rec, f_real)))

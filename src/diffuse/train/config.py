@@ -29,7 +29,8 @@ class TrainConfig:
     arch: str = "unet"  # unet | dit
     preset: str | None = None  # width/depth preset of the U-Net (nets/unet.py) or DiT (nets/dit.py)
     image_size: int | None = None  # resize the data to this size first (e.g. 64)
-    latent: str | None = None  # an autoencoder directory (diffuse train-autoencoder): train on its latents
+    latent: str | None = None  # an autoencoder directory (diffuse train-autoencoder): train on its latents; "auto":
+    # train and cache one first (train/auto_latent.py); "none" (as None): on the data itself
     net_overrides: dict[str, Any] = field(default_factory=dict)
     # objective
     param: str = "edm"  # edm | eps | v | x0
@@ -63,6 +64,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def uses_latent(self) -> bool:
+        """Whether the run diffuses in an autoencoder's latents (a directory, or "auto")."""
+        return self.latent not in (None, "none")
 
     @classmethod
     def from_saved(cls, saved: Any, source: Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
@@ -101,8 +107,8 @@ class TrainConfig:
             (self.beta_schedule in ("linear", "cosine", "sigmoid"), f"--beta-schedule must be linear, cosine or sigmoid, got {self.beta_schedule!r}"),
             (self.cond in ("none", "class", "text"), f"--cond must be none, class or text, got {self.cond!r}"),
             (self.arch in ("unet", "dit"), f"--model must be unet or dit, got {self.arch!r}"),
-            (self.latent is None or self.task == "generate", "--latent is for --task generate (super-resolution runs on pixels)"),
-            (self.latent is None or not self.flip, "--flip is not available with --latent (latents are encoded once, unflipped)"),
+            (not self.uses_latent or self.task == "generate", "--latent is for --task generate (super-resolution runs on pixels)"),
+            (not self.uses_latent or not self.flip, "--flip is not available with --latent (latents are encoded once, unflipped)"),
             (self.image_size is None or self.image_size >= 4, f"--image-size must be >= 4, got {self.image_size}"),
             (self.task in ("generate", "superres"), f"--task must be generate or superres, got {self.task!r}"),
             (self.superres_factor >= 2, f"--superres-factor must be >= 2, got {self.superres_factor}"),
@@ -139,7 +145,8 @@ def check_finite(cfg: Any) -> None:
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": dict(preset="tiny", dit_preset="tiny", dit_lr=2e-3, batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, warmup_steps=200, default_steps=1500),
     "fashion-mnist": dict(preset="fmnist", dit_preset="fmnist", dit_lr=1e-3, batch_size=128, lr=2e-3, ema_halflife_kimg=20.0, warmup_steps=200, default_steps=20000),
-    # audio: 830 steps in 10 minutes, so a short warm-up and a short EMA (benchmarks/audio_recipe.py, README "Audio")
+    # audio: 830 steps in 10 minutes, so a short warm-up and a short EMA (benchmarks/audio_recipe.py, README "Audio");
+    # on the log-mels: --latent auto (3 of the 10 minutes to an autoencoder) lost pitch (README "Audio")
     "notes": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
     "audio": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
     "_default": dict(preset="base", dit_preset="S", dit_lr=2e-4, batch_size=64, lr=1e-3, ema_halflife_kimg=50.0, warmup_steps=200, default_steps=20000),

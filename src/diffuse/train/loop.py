@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -54,7 +54,8 @@ class TrainResult:
     last_loss: float
 
 
-def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int, int, int] | None = None) -> ModelConfig:
+def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int, int, int] | None = None,
+                     latent_source: str | None = None) -> ModelConfig:
     """The model a training config asks for, shaped to the dataset (or to the autoencoder's latents)."""
     c, h, w = ds.shape
     if cfg.cond == "class" and ds.num_classes < 2:
@@ -91,7 +92,7 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
         raise UserError(f"bad --model {cfg.arch} settings: {e}") from None
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
                         beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr)  # type: ignore[arg-type]
-    latent = {"fingerprint": None, "image_shape": [c, h, w], "source": cfg.latent} if latent_shape else None
+    latent = {"fingerprint": None, "image_shape": [c, h, w], "source": latent_source or cfg.latent} if latent_shape else None
     prompts = [caps[int(g)][0] for caps, g in [(ds.captions[0], ds.captions[1][(ds.labels == k).nonzero()[0, 0]])
                                                  for k in range(ds.num_classes)]] if cfg.cond == "text" and ds.captions else []
     return ModelConfig(net=net, precond=pre, arch=cfg.arch, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir,
@@ -99,15 +100,38 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
                        modality=ds.modality, prompts=prompts)
 
 
-def _codec(cfg: TrainConfig, ds: ImageDataset, resumed_run: Path | None, device: torch.device):
-    """The autoencoder of a latent run (the run's own copy when resuming), checked against the data; else None."""
-    if cfg.latent is None:
+def _latent_dir(cfg: TrainConfig, mode: str, run: Path, d: D.Dist) -> tuple[TrainConfig, Path | None]:
+    """The autoencoder directory of a latent run (the run's own copy unless fresh; ``--latent auto``: the cached one,
+    trained first if need be, its time taken off ``--minutes``), and the config with that budget; else None."""
+    if not cfg.uses_latent:
+        return cfg, None
+    if mode != "fresh":
+        return cfg, run / "autoencoder"
+    if cfg.latent != "auto":
+        return cfg, Path(cfg.latent)
+    from .auto_latent import auto_budget, auto_dir, ensure_autoencoder
+
+    if d.is_writer:
+        path, spent = ensure_autoencoder(cfg.data, cfg.data_dir, cfg.image_size, cfg.seed, cfg.minutes, cfg.steps)
+    D.barrier(d)  # the other ranks find it where rank 0 put it
+    if not d.is_writer:
+        path, spent = auto_dir(cfg.data, cfg.data_dir, cfg.image_size, cfg.seed, auto_budget(cfg.minutes, cfg.steps)), 0.0
+    if cfg.minutes is not None and spent:
+        left = max(cfg.minutes - spent / 60, 0.1)
+        print(f"diffusion: {left:.2f} of the {cfg.minutes:g} minutes are left after the autoencoder", file=sys.stderr)
+        cfg = replace(cfg, minutes=left)
+    return cfg, path
+
+
+def _codec(cfg: TrainConfig, ds: ImageDataset, latent_dir: Path | None, device: torch.device):
+    """The autoencoder of a latent run, checked against the data; else None."""
+    if latent_dir is None:
         return None
     from ..autoencoder import load_codec
 
-    codec = load_codec(resumed_run / "autoencoder" if resumed_run else Path(cfg.latent), device)
+    codec = load_codec(latent_dir, device)
     if tuple(codec.image_shape) != tuple(ds.shape):
-        raise UserError(f"the autoencoder {cfg.latent} takes {'x'.join(map(str, codec.image_shape))} items, but {ds.name} has "
+        raise UserError(f"the autoencoder {latent_dir} takes {'x'.join(map(str, codec.image_shape))} items, but {ds.name} has "
                         f"{'x'.join(map(str, ds.shape))}: "
                         f"train one on this data (diffuse train-autoencoder), or match --image-size")
     return codec
@@ -187,8 +211,9 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
     D.barrier(d)  # every rank has checked the run directory before rank 0 writes into it
     ds = load_dataset(cfg.data, "train", cfg.data_dir, cfg.image_size)
-    codec = _codec(cfg, ds, run if mode != "fresh" else None, device)
-    mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None)
+    cfg, latent_dir = _latent_dir(cfg, mode, run, d)
+    codec = _codec(cfg, ds, latent_dir, device)
+    mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None, str(latent_dir) if latent_dir else None)
     if codec is not None:
         mcfg.latent["fingerprint"] = codec.fingerprint
         if mode != "fresh" and (saved["model"].get("latent") or {}).get("fingerprint") != codec.fingerprint:
@@ -228,7 +253,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         if mode == "fresh" and d.is_writer:
             if codec is not None:  # the run directory carries its autoencoder, so it stays self-contained
                 for name in ("config.json", "model.safetensors"):
-                    atomic_write_bytes(run / "autoencoder" / name, (Path(cfg.latent) / name).read_bytes())
+                    atomic_write_bytes(run / "autoencoder" / name, (latent_dir / name).read_bytes())
             write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": cfg.to_dict()})
         # the step-0 checkpoint: from here on a killed run resumes, and `sample` during training has weights to read
         _save(run, model, ema, opt, 0, 0, 0.0, mcfg, d)
