@@ -201,6 +201,15 @@ def test_cli_trains_on_notes_and_writes_wavs_spectrograms_and_npz(audio_run, tmp
     diffuse("sample", audio_run, "--n", "1", "--steps", "4", "--init", tmp_path / "out" / "sample_000.wav", "--keep-seconds", "0.4",
             "--out", tmp_path / "cont.wav")
     assert sf.info(tmp_path / "cont.wav").frames == 16000
+    # the vocoder's refinement is the run's (100 for new runs); --vocoder-refine 0 is plain Griffin-Lim, another wave
+    assert json.loads((audio_run / "config.json").read_text())["model"]["modality"]["vocoder"]["refine"] == 100
+    for name, flags in (("gl.wav", ("--vocoder-refine", "0")), ("default.wav", ()), ("again.wav", ("--vocoder-refine", "100"))):
+        diffuse("sample", audio_run, "--n", "1", "--steps", "4", "--label", "7", *flags, "--out", tmp_path / name)
+    gl, default, again = (sf.read(tmp_path / name)[0] for name in ("gl.wav", "default.wav", "again.wav"))
+    assert np.array_equal(default, again) and not np.allclose(gl, default, atol=1e-3)
+    one_line_error(diffuse("sample", audio_run, "--n", "1", "--vocoder-refine", "-1", "--out", tmp_path / "bad.wav", check=False),
+                   "--vocoder-refine must be >= 0")
+    assert not (tmp_path / "bad.wav").exists()
 
 
 def test_eval_synth_and_plot_work_on_audio_through_the_modality(audio_run, tmp_path, monkeypatch):

@@ -132,6 +132,8 @@ def sample(
     keep_seconds: Optional[float] = typer.Option(None, help="audio: keep the first S seconds of --init and continue it"),
     inpaint_seconds: Optional[str] = typer.Option(None, help="audio: A:B, regenerate seconds A to B of --init, keep the rest"),
     seconds: Optional[float] = typer.Option(None, help="audio: clip length (rounded to the model's frame grid)"),
+    vocoder_refine: Optional[int] = typer.Option(None, help="audio: log-mel matching steps after Griffin-Lim (default: the run's; "
+                                                            "100 in runs written since it exists, 0 before)"),
     resample: int = typer.Option(1, help="inpainting: RePaint resampling, K passes per step"),
     consistency: bool = typer.Option(True, help="super-resolution: keep the output's low-pass equal to the input"),
     seed: int = _SEED,
@@ -161,6 +163,12 @@ def sample(
 
     mod = modality_of(ModelConfig.from_dict(read_run_config(run).get("model")))
     mod.check_out(out)
+    if vocoder_refine is not None:
+        if getattr(mod, "vocoder_spec", None) is None:
+            raise UserError(f"--vocoder-refine is for audio runs; {run} is a {mod.name} run")
+        if vocoder_refine < 0:
+            raise UserError(f"--vocoder-refine must be >= 0, got {vocoder_refine}")
+        mod.vocoder_spec["refine"] = vocoder_refine
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
     model, mcfg = load_model(run, dev)
     # item: what is written (decoded, for a latent model); shape: what the network samples (item / f per axis)
