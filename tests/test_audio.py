@@ -449,3 +449,26 @@ def test_latent_auto_takes_the_autoencoder_time_off_the_minutes(monkeypatch, tmp
     assert path == tmp_path / "ae" and new.minutes == pytest.approx(8.5)
     assert loop._latent_dir(cfg, "resume", tmp_path / "run", d)[1] == tmp_path / "run" / "autoencoder"
     assert loop._latent_dir(TrainConfig(data="notes", latent="none"), "fresh", tmp_path, d) == (TrainConfig(data="notes", latent="none"), None)
+
+
+def test_latent_auto_finishes_an_autoencoder_a_kill_interrupted(tmp_path, monkeypatch, capsys):
+    """A run killed while its autoencoder trained leaves it in the cache unfinished (config.json without latent
+    statistics); the next run resumes that one instead of starting over or using it half-made."""
+    if not Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    from diffuse.train.auto_latent import ensure_autoencoder, is_complete
+
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path))
+    out, spent = ensure_autoencoder("notes:110", None, None, 0, None, 2)
+    assert is_complete(out) and spent > 0
+    doc = json.loads((out / "config.json").read_text())
+    weights = (out / "model.safetensors").read_bytes()
+    (out / "config.json").write_text(json.dumps({k: v for k, v in doc.items() if k not in ("latent", "eval")}))
+    assert not is_complete(out)
+    capsys.readouterr()
+    again, _ = ensure_autoencoder("notes:110", None, None, 0, None, 2)
+    assert again == out and "finishing the one a stop interrupted" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == weights  # resumed at its last step: nothing retrained
+    stats = json.loads((out / "config.json").read_text())["latent"]  # recomputed from the same weights (float noise)
+    assert is_complete(out) and np.allclose(stats["std"], doc["latent"]["std"], rtol=1e-3)
+    assert np.allclose(stats["mean"], doc["latent"]["mean"], rtol=1e-3, atol=1e-3)

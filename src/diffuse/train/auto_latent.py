@@ -64,13 +64,14 @@ def ensure_autoencoder(data: str, data_dir: str | None, image_size: int | None, 
         return out, 0.0
     t0 = time.monotonic()
     what = f"{budget['minutes']:g} minutes" if "minutes" in budget else f"{budget['steps']} steps"
-    print(f"autoencoder: none cached for {data}; training one for {what} in {out} (--latent auto)", file=sys.stderr)
+    resume = (out / "config.json").is_file()
+    print(f"autoencoder: {'finishing the one a stop interrupted' if resume else f'none cached for {data}; training one'} "
+          f"for {what} in {out} (--latent auto)", file=sys.stderr)
     cfg = AETrainConfig(data=data, data_dir=data_dir, image_size=image_size, out=str(out), seed=seed, **budget)
 
     def progress(rec: dict) -> None:
         print(f"autoencoder step {rec['step']}: L1 {rec['l1']:.4f}, {rec['seconds']:.0f} s", file=sys.stderr)
 
-    resume = (out / "config.json").is_file()
     res = train_autoencoder(cfg, resume=resume, progress=progress, log=lambda m: print(m, file=sys.stderr), report=False)
     if res.get("interrupted"):
         raise UserError(f"stopped while training the autoencoder in {out}; the same command resumes it")
