@@ -48,7 +48,7 @@ def main() -> None:
     model, mcfg = load_model(args.run)
     mod = modality_of(mcfg)
     if args.vocoder_refine is not None:
-        mod.vocoder_spec["refine"] = args.vocoder_refine
+        mod.set_vocoder(refine=args.vocoder_refine)
     print(f"vocoder: {mod.vocoder_spec}", flush=True)
     judge = NotesJudge(mod)
     g = torch.Generator().manual_seed(0)

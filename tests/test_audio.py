@@ -208,7 +208,7 @@ def test_cli_trains_on_notes_and_writes_wavs_spectrograms_and_npz(audio_run, tmp
     gl, default, again = (sf.read(tmp_path / name)[0] for name in ("gl.wav", "default.wav", "again.wav"))
     assert np.array_equal(default, again) and not np.allclose(gl, default, atol=1e-3)
     one_line_error(diffuse("sample", audio_run, "--n", "1", "--vocoder-refine", "-1", "--out", tmp_path / "bad.wav", check=False),
-                   "--vocoder-refine must be >= 0")
+                   "bad vocoder setting refine=-1")
     assert not (tmp_path / "bad.wav").exists()
 
 
@@ -360,7 +360,7 @@ def test_wav_folder_trains_with_class_text_and_captions(wav_folder, tmp_path):
 
 def test_inpainting_in_time_keeps_the_rest_of_the_clip(audio_run, tmp_path):
     """--inpaint-seconds A:B regenerates [A, B) and leaves the frames outside it equal to the init's log-mel."""
-    from diffuse.cli import _time_mask
+    from diffuse.sampling_inputs import time_mask
     from diffuse.generate import SampleConfig, generate
     from diffuse.model import load_model
     from diffuse.sampling_inputs import conditions
@@ -368,7 +368,7 @@ def test_inpainting_in_time_keeps_the_rest_of_the_clip(audio_run, tmp_path):
     sf.write(tmp_path / "in.wav", _tone(440.0, 1.0, 16000), 16000)
     model, mcfg = load_model(audio_run)
     mod = AudioModality(MelConfig())
-    keep = _time_mask(1.0, None, "0.3:0.6")
+    keep = time_mask(1.0, None, "0.3:0.6")
     assert keep == ((0.0, 0.3), (0.6, 1.0))
     c = conditions(mcfg, 2, None, [], None, tmp_path / "in.wav", 1.0, None, 1, mod=mod, shape=mcfg.net_shape, keep=keep)
     x = generate(model, 2, SampleConfig(steps=4), c.labels, edit=c.edit)
@@ -378,7 +378,7 @@ def test_inpainting_in_time_keeps_the_rest_of_the_clip(audio_run, tmp_path):
     assert (x[..., 30:60] - init[..., 30:60]).abs().mean() > 0.05
     for bad, needle in (("0.6:0.3", "needs 0 <= A < B"), ("x", "takes A:B"), ("0.2:5", "needs 0 <= A < B")):
         with pytest.raises(Exception, match=needle):
-            _time_mask(1.0, None, bad)
+            time_mask(1.0, None, bad)
 
 
 def test_latent_audio_autoencoder_and_diffusion_through_the_cli(tmp_path):

@@ -53,6 +53,7 @@ def test_bad_inputs_give_one_line(run, tmp_path):
     one_line_error(diffuse("sample", run, "--out", tmp_path / "a.jpg", check=False), ".png or .npz")
     one_line_error(diffuse("sample", run, "--n", "x", "--out", tmp_path / "a.png", check=False), "--n")
     one_line_error(diffuse("sample", run, "--churn", "5", "--out", tmp_path / "a.png", check=False), "--churn")
+    one_line_error(diffuse("sample", run, "--vocoder-refine", "10", "--out", tmp_path / "a.png", check=False), "is for audio runs")
 
 
 def test_unconditional_model_rejects_guidance_and_label(tmp_path):

@@ -151,7 +151,7 @@ def sample(
     from .generate import generate
     from .modalities import modality_of
     from .model import load_model, read_run_config
-    from .sampling_inputs import conditions, write_samples
+    from .sampling_inputs import conditions, time_mask, write_samples
 
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
@@ -164,18 +164,14 @@ def sample(
     mod = modality_of(ModelConfig.from_dict(read_run_config(run).get("model")))
     mod.check_out(out)
     if vocoder_refine is not None:
-        if getattr(mod, "vocoder_spec", None) is None:
-            raise UserError(f"--vocoder-refine is for audio runs; {run} is a {mod.name} run")
-        if vocoder_refine < 0:
-            raise UserError(f"--vocoder-refine must be >= 0, got {vocoder_refine}")
-        mod.vocoder_spec["refine"] = vocoder_refine
+        mod.set_vocoder(refine=vocoder_refine)
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
     model, mcfg = load_model(run, dev)
     # item: what is written (decoded, for a latent model); shape: what the network samples (item / f per axis)
     f = mcfg.image_shape[-1] // mcfg.net_shape[-1]
     item, note = mod.sample_shape(mcfg.image_shape, seconds, f * getattr(mcfg.net, "patch_size", 1))
     shape = (mcfg.net_shape[0], *[a // f for a in item[1:]])
-    keep = _time_mask(mod.duration(item), keep_seconds, inpaint_seconds)
+    keep = time_mask(mod.duration(item), keep_seconds, inpaint_seconds)
     c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption, mod, item,
                    keep)
     for line in ([note] if note else []) + c.notes if d.is_writer else []:
@@ -239,28 +235,6 @@ def eval_(
     from .metrics.report import format_eval
 
     typer.echo(format_eval(res))
-
-
-def _time_mask(total: float | None, keep_seconds: float | None, inpaint: str | None) -> tuple[tuple[float, float], ...] | None:
-    """The spans of --init to keep, as fractions of the clip: [0, S) for --keep-seconds S, everything but [A, B) for
-    --inpaint-seconds A:B."""
-    if keep_seconds is None and inpaint is None:
-        return None
-    if total is None:
-        raise UserError("--keep-seconds and --inpaint-seconds are for audio models")
-    if keep_seconds is not None and inpaint is not None:
-        raise UserError("give --keep-seconds or --inpaint-seconds, not both")
-    if keep_seconds is not None:
-        if not 0 < keep_seconds < total:
-            raise UserError(f"--keep-seconds must be in (0, {total:g}) for {total:g} s clips, got {keep_seconds}")
-        return ((0.0, keep_seconds / total),)
-    try:
-        a, b = (float(v) for v in inpaint.split(":"))
-    except ValueError:
-        raise UserError(f"--inpaint-seconds takes A:B (seconds, e.g. 0.3:0.6), got {inpaint!r}") from None
-    if not 0 <= a < b <= total:
-        raise UserError(f"--inpaint-seconds A:B needs 0 <= A < B <= {total:g} for {total:g} s clips, got {inpaint}")
-    return ((0.0, a / total), (b / total, 1.0))
 
 
 def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:

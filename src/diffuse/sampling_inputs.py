@@ -141,3 +141,25 @@ def write_samples(out: Path, x: torch.Tensor, c: Conditions, mod, class_names: l
     rows = c.labels if c.labels is not None else c.prompt_rows
     prompts = None if c.prompts is None else [c.prompts[i] for i in c.prompt_rows.tolist()]
     return mod.write(x, out, Meta(c.labels, prompts, rows, class_names))
+
+
+def time_mask(total: float | None, keep_seconds: float | None, inpaint: str | None) -> tuple[tuple[float, float], ...] | None:
+    """The spans of --init to keep, as fractions of the clip: [0, S) for --keep-seconds S, everything but [A, B) for
+    --inpaint-seconds A:B."""
+    if keep_seconds is None and inpaint is None:
+        return None
+    if total is None:
+        raise UserError("--keep-seconds and --inpaint-seconds are for audio models")
+    if keep_seconds is not None and inpaint is not None:
+        raise UserError("give --keep-seconds or --inpaint-seconds, not both")
+    if keep_seconds is not None:
+        if not 0 < keep_seconds < total:
+            raise UserError(f"--keep-seconds must be in (0, {total:g}) for {total:g} s clips, got {keep_seconds}")
+        return ((0.0, keep_seconds / total),)
+    try:
+        a, b = (float(v) for v in inpaint.split(":"))
+    except ValueError:
+        raise UserError(f"--inpaint-seconds takes A:B (seconds, e.g. 0.3:0.6), got {inpaint!r}") from None
+    if not 0 <= a < b <= total:
+        raise UserError(f"--inpaint-seconds A:B needs 0 <= A < B <= {total:g} for {total:g} s clips, got {inpaint}")
+    return ((0.0, a / total), (b / total, 1.0))

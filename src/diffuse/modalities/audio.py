@@ -50,6 +50,16 @@ class AudioModality(Modality):
         voc = get_vocoder(self.vocoder_spec.get("name", "griffinlim"), self.mel, **spec)
         return voc(self.front.magnitudes(x.float().cpu()), x.shape[-1] * self.mel.hop)
 
+    def set_vocoder(self, **settings) -> None:
+        """Override vocoder settings (e.g. ``refine=0`` for plain Griffin-Lim), checked by building it once."""
+        spec = {**self.vocoder_spec, **settings}
+        try:
+            get_vocoder(spec.get("name", "griffinlim"), self.mel, **{k: v for k, v in spec.items() if k != "name"})
+        except (TypeError, ValueError) as e:
+            given = ", ".join(f"{k}={v}" for k, v in settings.items())
+            raise UserError(f"bad vocoder setting {given}: {e}") from None
+        self.vocoder_spec = spec
+
     def preview(self, x: torch.Tensor) -> torch.Tensor:
         """Spectrogram pictures uint8 [N, 3, mels, T]: low frequencies at the bottom, magma colours."""
         from matplotlib import colormaps

@@ -64,3 +64,7 @@ class Modality:
         if seconds is not None:
             raise UserError(f"--seconds is for audio models; this one is {self.name}")
         return tuple(shape), None
+
+    def set_vocoder(self, **settings) -> None:
+        """Override the run's vocoder settings for this use (``sample --vocoder-refine``); no vocoder here: refused."""
+        raise UserError(f"--vocoder-{next(iter(settings), 'refine')} is for audio runs; this one is {self.name}")
