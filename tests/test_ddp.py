@@ -77,3 +77,13 @@ def test_sampling_is_sharded_and_matches_one_process(runs, tmp_path):
     assert two["images"].shape == (9, 8, 8, 1)
     np.testing.assert_array_equal(two["images"], one["images"])
     np.testing.assert_array_equal(two["labels"], one["labels"])
+
+
+def test_latent_auto_gives_every_rank_the_same_budget(tmp_path, monkeypatch):
+    """--latent auto under torchrun: rank 0 trains the autoencoder, and every rank takes the same time off --minutes."""
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))
+    r = torchrun("train", *COMMON, "--minutes", "0.1", "--latent", "auto", "--out", str(tmp_path / "run"))
+    left = [line for line in r.stderr.splitlines() if "left after the autoencoder" in line]
+    assert len(left) == 2 and left[0] == left[1], r.stderr[-2000:]
+    assert r.stderr.count("training one") == 1
+    assert (tmp_path / "run" / "autoencoder" / "model.safetensors").is_file()

@@ -109,13 +109,18 @@ def _latent_dir(cfg: TrainConfig, mode: str, run: Path, d: D.Dist) -> tuple[Trai
         return cfg, run / "autoencoder"
     if cfg.latent != "auto":
         return cfg, Path(cfg.latent)
-    from .auto_latent import auto_budget, auto_dir, ensure_autoencoder
+    from .auto_latent import ensure_autoencoder
 
+    found, failed = None, None
     if d.is_writer:
-        path, spent = ensure_autoencoder(cfg.data, cfg.data_dir, cfg.image_size, cfg.seed, cfg.minutes, cfg.steps)
-    D.barrier(d)  # the other ranks find it where rank 0 put it
-    if not d.is_writer:
-        path, spent = auto_dir(cfg.data, cfg.data_dir, cfg.image_size, cfg.seed, auto_budget(cfg.minutes, cfg.steps)), 0.0
+        try:
+            found = ensure_autoencoder(cfg.data, cfg.data_dir, cfg.image_size, cfg.seed, cfg.minutes, cfg.steps)
+        except UserError as e:
+            failed = str(e)  # every rank stops with it, none waits forever
+    where, spent, failed = D.gather(d, (str(found[0]) if found else "", found[1] if found else 0.0, failed))[0]  # rank 0's
+    if failed:
+        raise UserError(failed)
+    path = Path(where)
     if cfg.minutes is not None and spent:
         left = max(cfg.minutes - spent / 60, 0.1)
         print(f"diffusion: {left:.2f} of the {cfg.minutes:g} minutes are left after the autoencoder", file=sys.stderr)
