@@ -69,7 +69,7 @@ def choice(names):
 
 
 SAMPLING = {
-    "--sampler": choice(["ddpm", "ddim", "euler", "heun", "dpmpp_2m"]),
+    "--sampler": choice(["ddpm", "ddim", "euler", "heun", "dpmpp_2m", "consistency"]),
     "--steps": flag(st.integers(1, 3), st.one_of(BAD_INT, ABSURD)),
     "--schedule": choice(["karras", "edm", "vp"]),
     "--guidance": flag(st.sampled_from([0, 1, 2.5]), BAD_FLOAT),
@@ -160,6 +160,19 @@ AE = {"--steps": flag(st.integers(1, 2)), "--batch-size": flag(st.sampled_from([
 
 
 test_fuzz_autoencoder_flags = target("autoencoder-flags", 40, command("train-autoencoder", ["--steps", "1", "--out", "{box}/ae"], AE, ["ae"]))
+
+
+DISTILL = {"--lr": flag(st.just(1e-3), BAD_FLOAT), "--guidance": flag(st.sampled_from([0, 1, 2]), BAD_FLOAT),
+           "--grid": flag(st.sampled_from([3, 5]), st.sampled_from(["2", "0", "-1", "x", "100000"])),
+           "--ema-kimg": flag(st.just(1.0), BAD_FLOAT), "--minutes": flag(st.just(0.0005), BAD_FLOAT),
+           "--batch-size": flag(st.sampled_from([2, 4]), st.sampled_from(["0", "-2", "x", "100000"])),
+           "--search-n": flag(st.just(4), st.sampled_from(["1", "0", "-3", "x"])), "--checkpoint-minutes": flag(st.just(1.0), BAD_FLOAT),
+           "--seed": flag(st.integers(0, 9), st.just("x")), "--precision": choice(["auto", "fp32"])}
+
+
+test_fuzz_distill_flags = target("distill-flags", 30, st.one_of(
+    command("distill", ["run", "--steps", "1", "--search-n", "8", "--out", "{box}/cd"], DISTILL, ["cd"]),
+    command("distill", ["run", "--out", "{box}/run", "--steps", "1"], {}, ["run"])))  # onto the teacher itself
 
 
 GOLDEN: list = []  # the golden run's path, set by its fixture: the file strategies below mutate its files

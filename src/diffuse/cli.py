@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .cli_common import _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, app, json_safe_stdout
+from .cli_common import _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, _device, app, json_safe_stdout
 from .errors import UserError
 
 
@@ -92,21 +92,7 @@ def train(
                f"samples: {res.run_dir / 'samples'}")
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but torch sees no CUDA GPU")
-    return dev
-
-
-def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: int, batch_size: int, precision: str, churn: float = 0.0):
+def _sample_cfg(sampler: str | None, steps: int | None, schedule: str, guidance: float, seed: int, batch_size: int, precision: str, churn: float = 0.0):
     from .generate import SampleConfig
 
     return SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
@@ -117,8 +103,8 @@ def _sample_cfg(sampler: str, steps: int, schedule: str, guidance: float, seed: 
 def sample(
     run: Path = typer.Argument(..., help="run directory"),
     n: int = typer.Option(64, "--n", "--num-samples", help="number of images (--num-samples under torchrun, whose parser claims --n)"),
-    sampler: str = _SAMPLER,
-    steps: int = _STEPS,
+    sampler: Optional[str] = _SAMPLER,
+    steps: Optional[int] = _STEPS,
     schedule: str = _SCHEDULE,
     guidance: Optional[float] = _GUIDANCE,
     label: Optional[int] = typer.Option(None, help="class to sample (default: round robin, i mod classes)"),
@@ -200,8 +186,8 @@ def sample(
 def eval_(
     run: Path = typer.Argument(..., help="run directory"),
     n: int = typer.Option(1000, "--n", "--num-samples", help="number of samples"),
-    sampler: str = _SAMPLER,
-    steps: int = _STEPS,
+    sampler: Optional[str] = _SAMPLER,
+    steps: Optional[int] = _STEPS,
     schedule: str = _SCHEDULE,
     guidance: Optional[float] = _GUIDANCE,
     seed: int = _SEED,
@@ -260,8 +246,8 @@ def synth(
     prompts: Optional[Path] = typer.Option(None, help="text models: lines 'prompt' or 'class<TAB>prompt' (default: class names)"),
     nearest_caption: bool = _NEAREST,
     out: Path = typer.Option(..., help="output folder: <class>/<index>.png + manifest.csv"),
-    sampler: str = _SAMPLER,
-    steps: int = _STEPS,
+    sampler: Optional[str] = _SAMPLER,
+    steps: Optional[int] = _STEPS,
     schedule: str = _SCHEDULE,
     guidance: Optional[float] = _GUIDANCE,
     seed: int = _SEED,
@@ -347,7 +333,7 @@ def bench_throughput(
     typer.echo(json.dumps(res) if json_out else bench.table(res))
 
 
-from . import cli_autoencoder  # noqa: E402,F401  (registers `diffuse train-autoencoder` on app)
+from . import cli_autoencoder, cli_distill  # noqa: E402,F401  (register `diffuse train-autoencoder` and `diffuse distill` on app)
 
 
 def main(argv: list[str] | None = None) -> int:

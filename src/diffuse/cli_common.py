@@ -8,6 +8,8 @@ import sys
 
 import typer
 
+from .errors import UserError
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="diffuse: train, sample and evaluate diffusion models.")
 
@@ -40,8 +42,8 @@ def json_safe_stdout():
 
 
 # Sampling flags shared by sample, eval and synth (one definition each).
-_SAMPLER = typer.Option("dpmpp_2m", help="ddpm | ddim | euler | heun | dpmpp_2m")
-_STEPS = typer.Option(10, help="sampler steps (heun costs 2 evaluations per step)")
+_SAMPLER = typer.Option(None, help="ddpm | ddim | euler | heun | dpmpp_2m | consistency (default: dpmpp_2m; consistency for a distilled run)")
+_STEPS = typer.Option(None, help="sampler steps, heun costs 2 evaluations per step (default: 10; a distilled run's own, 2)")
 _SCHEDULE = typer.Option("karras", help="karras (no wasted step at sigma_min) | edm (Karras Eq. 5 exactly) | vp (DDPM timesteps)")
 _GUIDANCE = typer.Option(None, help="classifier-free guidance strength w: 1 = none, 0 = unconditional, >1 = stronger (default 3 for conditional models)")
 _NEAREST = typer.Option(True, "--nearest-caption/--raw-prompt",
@@ -51,3 +53,17 @@ _BATCH = typer.Option(256, help="images per forward batch")
 _PRECISION = typer.Option("auto", help="auto | bf16 | fp32")
 _DEVICE = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
 _CHECKPOINT_MINUTES = typer.Option(2.0, help="also checkpoint every M minutes (every trainer), so a kill loses at most that much")
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA GPU")
+    return dev

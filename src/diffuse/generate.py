@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -45,8 +45,8 @@ class SampleConfig:
 
     # from `diffuse bench quality` on the 10-minute Fashion-MNIST model (README, "Sampler quality"): DPM-Solver++(2M)
     # at 10 steps scored FID 1.50, against 1.56 at 250 steps, with the karras schedule below
-    sampler: str = "dpmpp_2m"
-    steps: int = 10
+    sampler: str | None = None  # None: dpmpp_2m, or consistency for a distilled run (for_model)
+    steps: int | None = None  # None: 10, or the distilled run's own step count
     schedule: str = "karras"
     spacing: str = "leading"
     guidance: float | None = None  # None: DEFAULT_GUIDANCE for conditional models, 1 (none) otherwise
@@ -57,8 +57,9 @@ class SampleConfig:
 
     def validate(self, conditional: int | bool) -> None:
         """Check every field; ``conditional``: the model takes labels or text (a class count also works)."""
-        get_sampler(self.sampler)
-        if not 0 < self.steps <= MAX_STEPS:
+        if self.sampler is not None:
+            get_sampler(self.sampler)
+        if self.steps is not None and not 0 < self.steps <= MAX_STEPS:
             raise UserError(f"--steps must be an integer from 1 to {MAX_STEPS}, got {self.steps}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise UserError(f"unknown precision {self.precision!r}; choose auto, bf16 or fp32")
@@ -75,6 +76,18 @@ class SampleConfig:
         if self.guidance is not None and self.guidance < 0:
             raise UserError(f"--guidance must be >= 0, got {self.guidance}")
 
+    def for_model(self, model: Any) -> "SampleConfig":
+        """This config with the model's defaults in place of None: DPM-Solver++(2M) at 10 steps, or for a distilled run
+        (``model.consistency``, distill.py) the consistency sampler at its own step count, its guidance built in."""
+        c = getattr(model, "consistency", None)
+        if not c:
+            return replace(self, sampler=self.sampler or "dpmpp_2m", steps=self.steps or 10)
+        built_in = float(c.get("guidance", 1.0))
+        if self.guidance is not None and self.guidance != built_in:
+            raise UserError(f"this run was distilled with guidance {built_in:g} built in: leave --guidance out "
+                            f"(or distill the teacher again with --guidance {self.guidance:g})")
+        return replace(self, sampler=self.sampler or "consistency", steps=self.steps or int(c.get("steps", 2)), guidance=1.0)
+
     def guidance_for(self, conditional: int | bool, text: bool = False) -> float:
         """The guidance strength actually used for a conditional (labels, or ``text``) or unconditional model."""
         if self.guidance is not None:
@@ -85,7 +98,11 @@ class SampleConfig:
 
 
 def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
-    """The sampling sigmas [steps + 1] (ending in 0) for this model."""
+    """The sampling sigmas [steps + 1] (ending in 0) for this model (``cfg`` resolved by ``for_model``); a distilled
+    run's consistency sampler takes the intermediate sigmas its distillation searched for, where it stored some."""
+    stored = (getattr(model, "consistency", None) or {}).get("sigmas", {}).get(str(cfg.steps))
+    if cfg.sampler == "consistency" and stored is not None and cfg.schedule == "karras":
+        return torch.tensor([model.sigma_range[1], *stored, 0.0], dtype=torch.float64)
     if cfg.schedule == "vp":
         if cfg.steps > model.cfg.T:
             raise UserError(f"--steps {cfg.steps} exceeds the {model.cfg.T} timesteps of the VP schedule")
@@ -190,6 +207,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         num_classes = model.net.cfg.num_classes
     conditional = bool(num_classes) or text is not None
     cfg.validate(conditional)
+    cfg = cfg.for_model(model)
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     device = next(model.parameters()).device
@@ -252,6 +270,7 @@ def superres(model: Any, lowres: torch.Tensor, cfg: Any, consistency: bool = Tru
         raise UserError(f"this model upsamples {model.net.cfg.out_channels}x{size // f}x{size // f} images by {f}; "
                         f"got {tuple(lowres.shape[1:])}")
     device = next(model.parameters()).device
+    cfg = cfg.for_model(model)
     sigmas = sigma_schedule(model, cfg)
     den = superres_consistency(model, f) if consistency else model
     sampler = get_sampler(cfg.sampler)

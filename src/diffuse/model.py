@@ -45,6 +45,9 @@ class ModelConfig:
     modality: dict[str, Any] | None = None
     # text models: the prompts `sample` uses when given none (one per class); empty: from the class names
     prompts: list[str] = field(default_factory=list)
+    # a distilled run (train/distill.py): {"sigma_min", "guidance" (built in), "steps" (its default), "sigmas" ({"2": [the
+    # searched intermediate sigmas], ...}), "teacher", ...}; its denoiser is then a consistency function (precond.py)
+    consistency: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -96,14 +99,17 @@ def build_denoiser(cfg: ModelConfig) -> Precond:
     buildable network, is one UserError line."""
     if cfg.arch not in ARCHS:
         raise UserError(f"unknown model architecture {cfg.arch!r}; this version has: {', '.join(ARCHS)}")
-    make = lambda: Precond(DiT(cfg.net) if cfg.arch == "dit" else UNet(cfg.net), cfg.precond)  # noqa: E731
+    boundary = float(cfg.consistency["sigma_min"]) if cfg.consistency else 0.0
+    make = lambda: Precond(DiT(cfg.net) if cfg.arch == "dit" else UNet(cfg.net), cfg.precond, boundary)  # noqa: E731
     try:
         with torch.device("meta"):
             nbytes = sum(t.numel() * t.element_size() for t in make().state_dict().values())
         from .memory import check_fits
 
         check_fits(3 * nbytes, f"a {cfg.arch} of {nbytes / 4e6:.0f}M parameters", hint="its config describes a network too large")
-        return make()
+        model = make()
+        model.consistency = cfg.consistency  # generate() reads the distilled run's sampler, steps and sigmas here
+        return model
     except (RuntimeError, ValueError, TypeError, ZeroDivisionError, IndexError) as e:
         raise UserError(f"the model config describes no network this version can build ({str(e).splitlines()[0][:160]})") from None
 

@@ -113,7 +113,7 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
 
     model, mcfg = load_model(Path(run), device)
     preview = modality_of(mcfg).preview  # uint8 pictures of model-space samples (spectrograms for audio)
-    cfg = SampleConfig()
+    cfg = SampleConfig().for_model(model)
     if mcfg.task == "superres":
         import torch.nn.functional as F
 

@@ -85,10 +85,15 @@ class Precond(nn.Module):
     the network may run in bf16.
     """
 
-    def __init__(self, net: nn.Module, cfg: PrecondConfig):
+    def __init__(self, net: nn.Module, cfg: PrecondConfig, boundary: float = 0.0):
         super().__init__()
         self.net = net
         self.cfg = cfg
+        # A consistency model (distill.py): f(x, sigma) = (b / sigma) x + (1 - b / sigma) D(x, sigma), the Euler step of
+        # the network's own ODE from sigma down to b. So f(x, b) = x exactly (Song et al. 2023's boundary condition),
+        # and for sigma >> b f is the network's x0. 0: a plain denoiser.
+        self.boundary = float(boundary)
+        self.consistency: dict | None = None  # a distilled run's record (model.py), read by generate()
         if cfg.noise_input == "vp_t":
             self.register_buffer("schedule_sigmas", schedules.vp_sigmas(cfg.abar()).clamp(max=schedules.SIGMA_INF).float(), persistent=False)
 
@@ -114,4 +119,8 @@ class Precond(nn.Module):
         view = (-1,) + (1,) * (x.ndim - 1)
         xf = x.to(dtype)
         f = self.net(xf * c_in.view(view), self.c_noise(sigma), cond)  # [B, *shape], maybe bf16
-        return (c_skip.view(view) * xf + c_out.view(view) * f.to(dtype)).to(x.dtype)
+        d = c_skip.view(view) * xf + c_out.view(view) * f.to(dtype)
+        if self.boundary:
+            keep = (self.boundary / sigma).clamp(max=1.0).view(view)  # 1 at sigma <= b: f = x there
+            d = keep * xf + (1 - keep) * d
+        return d.to(x.dtype)

@@ -93,6 +93,7 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
         names, class_prompts = mcfg.class_names, None
         class_texts = None
     scfg.validate(True)
+    scfg = scfg.for_model(model)  # the run's default sampler and steps, written into synth.json
     out = Path(out)
     settings = {"run": str(Path(run).resolve()), "per_class": per_class, **asdict(scfg),
                 "guidance": scfg.guidance_for(True, text=mcfg.cond == "text"), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts,

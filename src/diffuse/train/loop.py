@@ -23,21 +23,20 @@ import torch.nn.functional as F
 
 from .. import schedules
 from ..checkpoint import atomic_write_bytes, load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
-from ..data import ImageDataset, batch_index, get_batch, load_dataset, step_generator, to_model_space
-from ..cond import Cond
+from ..data import ImageDataset, batch_index, load_dataset, step_generator, to_model_space
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
-from ..guidance import drop_labels
 from ..images import save_grid
 from ..losses import denoising_loss
 from ..modalities import Modality, modality_of
 from ..model import RUN_FORMAT, ModelConfig, attach_codec, build_denoiser, read_run_config
 from ..nets import dit_preset, preset
 from ..nets.unet import PRESETS
-from ..text.bank import augment, index_cond, training_text
+from ..text.bank import training_text
 from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
 from . import dist as D
+from .batches import Batches
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
 from .rundir import CheckpointClock, RunLock, resume_overrides, start_mode
@@ -211,6 +210,8 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     mode = start_mode(run, resume)
     if mode != "fresh":  # the run's own configuration; a new budget (--steps / --minutes) may extend it
         saved = read_run_config(run)
+        if saved.get("distill") is not None:
+            raise UserError(f"{run} is a distilled run: continue it with diffuse distill --resume --out {run}")
         cfg = TrainConfig.from_saved(saved.get("train"), run / "config.json", resume_overrides(cfg)).resolved()
     if cfg.batch_size % d.world:
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
@@ -223,7 +224,6 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         mcfg.latent["fingerprint"] = codec.fingerprint
         if mode != "fresh" and (saved["model"].get("latent") or {}).get("fingerprint") != codec.fingerprint:
             raise UserError(f"{run / 'autoencoder'} is not the autoencoder this run was trained with")
-        lat = codec.posterior(to_model_space(ds.images))  # normalised posterior (mean, std) of every image, once
     if mode != "fresh" and ModelConfig.from_dict(saved.get("model")).fingerprint() != mcfg.fingerprint():
         raise UserError(f"{run / 'config.json'} describes a different model than this version builds from it")
     batch_index(len(ds), cfg.batch_size, 0, cfg.seed)  # a batch larger than the data is refused before anything is written
@@ -245,6 +245,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     if text is not None and d.is_writer:  # for nearest-caption conditioning at sampling time (text/retrieval.py)
         save_training_captions(run, text[0].texts, cfg.text_encoder)
     grid_extra = _grid_conditions(mcfg, ds, text)
+    batches = Batches(ds, b, cfg.seed, cfg.flip, codec, text, nc, cfg.superres_factor if cfg.task == "superres" else 0)
     mod = modality_of(mcfg)
     step, nimg, seconds = 0, 0, 0.0
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
@@ -275,23 +276,11 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
             if D.any_flag(d, stop.requested, device):
                 interrupted = True
                 break
-            if codec is None:
-                x0, labels = get_batch(ds, b, step, cfg.seed, cfg.flip)  # the global batch; this rank uses [lo:hi]
-            else:  # a fresh posterior sample of each image's latent
-                idx = batch_index(len(ds), b, step, cfg.seed)
-                eps = torch.randn(lat[0][idx].shape, generator=step_generator(cfg.seed, step, stream=4))
-                x0, labels = lat[0][idx] + lat[1][idx] * eps, (ds.labels[idx] if ds.labels is not None else None)
+            x0, labels = batches.data(step)  # the global batch; this rank uses [lo:hi]
             g = step_generator(cfg.seed, step, stream=3)
             sigma = _sample_sigma(cfg, abar, b, g)[lo:hi].to(device)  # [B/world]
             noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
-            cond = Cond(labels=drop_labels(labels, cfg.label_dropout, nc, g)[lo:hi] if nc else None)
-            if text is not None:
-                bank, choices, group = text
-                ids = choices.sample(group[batch_index(len(ds), b, step, cfg.seed)], g)
-                cond.text = index_cond(augment(bank.cond(ids, torch.rand(b, generator=g) < cfg.label_dropout), cfg.text_noise, g), slice(lo, hi))
-            if cfg.task == "superres":
-                cond.lowres = F.avg_pool2d(x0[lo:hi], cfg.superres_factor)
-            cond = cond.to(device)
+            cond = batches.cond(step, x0, labels, g, slice(lo, hi), cfg.label_dropout, cfg.text_noise).to(device)
             x0 = x0[lo:hi].to(device).contiguous(memory_format=torch.channels_last)  # [B/world, C, H, W]
             lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:

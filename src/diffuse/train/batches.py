@@ -1,0 +1,49 @@
+"""A run's training data as batches in the network's space, drawn reproducibly from (seed, step): pixels, or a fresh
+posterior sample of each item's latent for a latent run; and the condition of each batch (labels, captions, a low-res
+input). The trainer (loop.py) and the distiller (distill.py) both draw from here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..cond import Cond
+from ..data import ImageDataset, batch_index, get_batch, step_generator, to_model_space
+from ..guidance import drop_labels
+from ..text.bank import augment, index_cond
+
+
+class Batches:
+    """``data(step)`` -> the global batch (x0 [B, *shape], labels [B] or None); ``cond(...)`` -> its condition.
+    ``text``: (caption bank, choices, group of each item) of a text run (bank.training_text); ``codec``: the
+    autoencoder of a latent run (every item's posterior is computed once, here)."""
+
+    def __init__(self, ds: ImageDataset, batch_size: int, seed: int, flip: bool = False, codec: Any = None,
+                 text: tuple | None = None, num_classes: int = 0, superres_factor: int = 0):
+        self.ds, self.b, self.seed, self.flip, self.text = ds, batch_size, seed, flip, text
+        self.num_classes, self.superres_factor = num_classes, superres_factor
+        self.lat = codec.posterior(to_model_space(ds.images)) if codec is not None else None  # normalised (mean, std)
+
+    def data(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.lat is None:
+            return get_batch(self.ds, self.b, step, self.seed, self.flip)
+        idx = batch_index(len(self.ds), self.b, step, self.seed)
+        eps = torch.randn(self.lat[0][idx].shape, generator=step_generator(self.seed, step, stream=4))
+        return self.lat[0][idx] + self.lat[1][idx] * eps, (self.ds.labels[idx] if self.ds.labels is not None else None)
+
+    def cond(self, step: int, x0: torch.Tensor, labels: torch.Tensor | None, g: torch.Generator, rows: slice,
+             dropout: float, text_noise: float) -> Cond:
+        """The condition of rows ``rows`` of the global batch: labels dropped to the null class with probability
+        ``dropout`` (classifier-free guidance), captions drawn per item, dropped and noised (``text_noise``), and the
+        low-res input of a super-resolution run."""
+        nc = self.num_classes
+        cond = Cond(labels=drop_labels(labels, dropout, nc, g)[rows] if nc else None)
+        if self.text is not None:
+            bank, choices, group = self.text
+            ids = choices.sample(group[batch_index(len(self.ds), self.b, step, self.seed)], g)
+            cond.text = index_cond(augment(bank.cond(ids, torch.rand(self.b, generator=g) < dropout), text_noise, g), rows)
+        if self.superres_factor:
+            cond.lowres = F.avg_pool2d(x0[rows], self.superres_factor)
+        return cond

@@ -1,0 +1,66 @@
+"""The intermediate noise levels of a distilled run's 2- and 4-step sampling, chosen by a small search.
+
+For k steps the consistency sampler visits sigma_max, then k - 1 levels down to s (Karras' rho = 7 ramp from
+sigma_max to s, s included), then 0. One number, s, is searched on a log grid per k: each candidate draws n samples
+(fixed seeds) and is scored by the Frechet distance in the domain classifier's features to n real *training* items
+(the test split stays unseen, for the benchmark). The classifier only ranks a few candidates here; it is never a loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .. import schedules
+from ..errors import UserError
+from ..model import ModelConfig
+from ..precond import Precond
+
+CANDIDATES = {2: (0.1, 0.2, 0.35, 0.6, 1.0, 1.6, 2.5, 4.0, 8.0), 4: (0.03, 0.06, 0.12, 0.25, 0.5, 1.0, 2.0)}
+
+
+def intermediate_sigmas(k: int, s: float, sigma_max: float) -> list[float]:
+    """The k - 1 levels between sigma_max and 0 for k steps: Karras' ramp from sigma_max down to s, without sigma_max."""
+    if k == 1:
+        return []
+    return [float(v) for v in schedules.karras_sigmas(k, s, sigma_max)[1:-1]]
+
+
+def search_sigmas(model: Precond, mcfg: ModelConfig, n: int, seed: int, log: Callable[[str], None]) -> dict:
+    """{"sigmas": {"1": [], "2": [...], "4": [...]}, "table": [{"steps", "s", "fd"}, ...]}; an empty search (Karras' ramp
+    then stays the schedule) for data the domain classifier cannot judge (no labels)."""
+    from ..generate import SampleConfig, generate, prompt_cond, round_robin_labels
+    from ..metrics import class_prompts
+    from ..metrics.fid import fid_from_features
+    from ..metrics.judge import judge_for
+    from ..modalities import modality_of
+
+    try:
+        judge = judge_for(modality_of(mcfg), mcfg.data, mcfg.data_dir, log)
+    except UserError as e:
+        log(f"no sigma search ({e}); the consistency sampler uses Karras' ramp")
+        return {}
+    real = judge.floors(torch.randperm(len(judge.train), generator=torch.Generator().manual_seed(seed + 1))[:n])["fid_real"]
+    prompts = class_prompts(mcfg)
+    text, labels = None, round_robin_labels(n, mcfg.num_classes)
+    if prompts:
+        text, _ = prompt_cond([p for p, _ in prompts], n, mcfg.text_encoder)
+        labels = None
+    saved, sigma_max = model.consistency, model.sigma_range[1]
+    table, best = [], {"1": []}
+    try:
+        for k, candidates in CANDIDATES.items():
+            scores = []
+            for s in candidates:
+                sig = intermediate_sigmas(k, s, sigma_max)
+                model.consistency = {**saved, "sigmas": {str(k): sig}}
+                x = generate(model, n, SampleConfig(sampler="consistency", steps=k, seed=seed), labels, text=text)
+                fd = fid_from_features(judge.score(x)[0], real)
+                table.append({"steps": k, "s": s, "fd": fd})
+                scores.append((fd, sig))
+                log(f"{k} steps, last intermediate sigma {s:g}: FD {fd:.2f} (vs {n} training items)")
+            best[str(k)] = min(scores)[1]
+    finally:
+        model.consistency = saved
+    return {"sigmas": best, "table": table}
