@@ -18,7 +18,7 @@ def distill(
     steps: Optional[int] = typer.Option(None, help="distillation steps (total, also across --resume)"),
     guidance: Optional[float] = typer.Option(None, help="guidance built into the student (default: the teacher's, 3 for class and text runs)"),
     batch_size: Optional[int] = typer.Option(None, help="batch size (default: the teacher's)"),
-    lr: float = typer.Option(2e-4, help="Adam learning rate"),
+    lr: float = typer.Option(5e-4, help="Adam learning rate"),
     grid: int = typer.Option(18, help="N, the Karras grid of noise levels the teacher's Heun steps join"),
     ema_kimg: float = typer.Option(2.0, help="EMA half-life of the sampled weights, in thousands of images"),
     search_n: int = typer.Option(500, help="samples per candidate in the search for the 2- and 4-step noise levels"),
