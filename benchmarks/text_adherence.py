@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=Path, default=ROOT / "benchmarks" / "prompts" / "fmnist_heldout.tsv")
     ap.add_argument("--per-prompt", type=int, default=20)
     ap.add_argument("--guidance", default="0,1,1.5,2,3,5")
-    ap.add_argument("--steps", type=int, default=SampleConfig().steps)
+    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's: 10, or a distilled run's 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--raw-prompt", action="store_true", help="condition on the prompts, not their nearest training captions")
     args = ap.parse_args()
@@ -83,9 +83,10 @@ def main() -> None:
     ok = [s for s in sweep if s["adherence"] >= 0.8]
     best = min(ok or sweep, key=lambda s: s["fid"])
     suffix = "_raw" if args.raw_prompt else ""
-    res = {"run": str(args.run), "n_per_w": len(which), "per_prompt": k, "prompts": rows, "steps": args.steps,
+    used = SampleConfig(steps=args.steps).for_model(model)  # the run's defaults where a flag was left out
+    res = {"run": str(args.run), "n_per_w": len(which), "per_prompt": k, "prompts": rows, "steps": used.steps,
            "conditioning": "raw prompt" if args.raw_prompt else "nearest training caption", "conditioned_on": texts,
-           "sampler": SampleConfig().sampler, "classifier_test_accuracy": clf_acc, "fid_real": fid_real, "sweep": sweep,
+           "sampler": used.sampler, "classifier_test_accuracy": clf_acc, "fid_real": fid_real, "sweep": sweep,
            "chosen_guidance": best["guidance"],
            "rule": "lowest FID among w with adherence >= 80%" if ok else "no w reached 80% adherence: lowest FID of all"}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -149,6 +149,11 @@ def test_distill_round_trip_through_the_cli(teacher, tmp_path):
     diffuse("sample", run, "--steps", "1", "--n", "10", "--out", tmp_path / "one.npz")
     assert not np.array_equal(np.load(tmp_path / "one.npz")["images"], two["images"])
     diffuse("sample", run, "--steps", "4", "--n", "10", "--init", tmp_path / "two.npz", "--strength", "0.5", "--out", tmp_path / "edit.png")
+    ev = json.loads(diffuse("eval", run, "--n", "20", "--metrics", "fid,acc", "--json").stdout)
+    assert (ev["sample_sampler"], ev["sample_steps"], ev["sample_guidance"]) == ("consistency", 2, 3.0)
+    diffuse("synth", run, "--per-class", "1", "--out", tmp_path / "syn")
+    rows = (tmp_path / "syn" / "manifest.csv").read_text().splitlines()
+    assert len(rows) == 11 and rows[1].split(",")[4:7] == ["consistency", "2", "3.0"]
     one_line_error(diffuse("sample", run, "--guidance", "5", "--n", "2", "--out", tmp_path / "g.png", check=False), "distilled with guidance 3")
     one_line_error(diffuse("train", "--resume", "--out", run, check=False), "distill --resume")
     one_line_error(diffuse("distill", run, "--out", tmp_path / "again", "--steps", "1", check=False), "distilled run already")

@@ -54,6 +54,7 @@ class SampleConfig:
     batch_size: int = 256
     precision: str = "auto"
     churn: float = 0.0  # Heun only: EDM's S_churn (stochasticity); 0 is the deterministic Algorithm 1
+    built_in_guidance: float | None = None  # set by for_model for a distilled run: the guidance its network applies itself
 
     def validate(self, conditional: int | bool) -> None:
         """Check every field; ``conditional``: the model takes labels or text (a class count also works)."""
@@ -86,15 +87,23 @@ class SampleConfig:
         if self.guidance is not None and self.guidance != built_in:
             raise UserError(f"this run was distilled with guidance {built_in:g} built in: leave --guidance out "
                             f"(or distill the teacher again with --guidance {self.guidance:g})")
-        return replace(self, sampler=self.sampler or "consistency", steps=self.steps or int(c.get("steps", 2)), guidance=1.0)
+        return replace(self, sampler=self.sampler or "consistency", steps=self.steps or int(c.get("steps", 2)), built_in_guidance=built_in)
 
     def guidance_for(self, conditional: int | bool, text: bool = False) -> float:
-        """The guidance strength actually used for a conditional (labels, or ``text``) or unconditional model."""
+        """The guidance strength the sampling wrapper applies for a conditional (labels, or ``text``) or unconditional
+        model: none (1) on top of a distilled run's built-in guidance."""
+        if self.built_in_guidance is not None:
+            return 1.0
         if self.guidance is not None:
             return self.guidance
         if not conditional:
             return 1.0
         return DEFAULT_TEXT_GUIDANCE if text else DEFAULT_GUIDANCE
+
+
+    def carried_guidance(self, conditional: int | bool, text: bool = False) -> float:
+        """The guidance the samples carry, for reports: a distilled run's built-in strength, else ``guidance_for``."""
+        return self.built_in_guidance if self.built_in_guidance is not None else self.guidance_for(conditional, text)
 
 
 def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:

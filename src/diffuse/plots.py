@@ -147,6 +147,6 @@ def plot_samples(run: Path, n_per_row: int = 10, out: Path | None = None, device
                 im = row[c].permute(1, 2, 0).numpy()
                 ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"{Path(run).name}: {cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance_for(mcfg.conditional, text=mcfg.cond == 'text')}", fontsize=9)
+    fig.suptitle(f"{Path(run).name}: {cfg.sampler}, {cfg.steps} steps, guidance {cfg.carried_guidance(mcfg.conditional, text=mcfg.cond == 'text')}", fontsize=9)
     fig.tight_layout()
     return _save(fig, Path(out) if out else Path(run) / "plots" / "samples.png", dpi=100)

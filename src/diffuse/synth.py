@@ -96,7 +96,7 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     scfg = scfg.for_model(model)  # the run's default sampler and steps, written into synth.json
     out = Path(out)
     settings = {"run": str(Path(run).resolve()), "per_class": per_class, **asdict(scfg),
-                "guidance": scfg.guidance_for(True, text=mcfg.cond == "text"), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts,
+                "guidance": scfg.carried_guidance(True, text=mcfg.cond == "text"), "fingerprint": mcfg.fingerprint(), "prompts": class_prompts,
                 "conditioned_on": class_texts}
     settings.pop("batch_size"), settings.pop("precision")
     if (out / "synth.json").exists():

@@ -157,7 +157,7 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
     from ..generate import generate
     from ..modalities import get_modality
 
-    scfg = scfg or SampleConfig()
+    scfg = (scfg or SampleConfig()).for_model(model)  # the sampler and steps actually used, reported below
     mod = modality or get_modality(None)
     judge = judge_for(mod, data, data_dir, log, inception)
     text = None
@@ -184,7 +184,7 @@ def evaluate_denoiser(model: Precond, data: str, data_dir: str | None, num_class
         "classifier_test_accuracy": judge.classifier_test_accuracy,
         "sample_seconds": sample_seconds,
         **{f"sample_{k}": v for k, v in asdict(scfg).items() if k not in ("batch_size", "precision")},
-        "sample_guidance": scfg.guidance_for(bool(num_classes) or bool(prompts), text=bool(prompts)),
+        "sample_guidance": scfg.carried_guidance(bool(num_classes) or bool(prompts), text=bool(prompts)),
         "note": "FID and KID are biased at small n; compare runs at equal n and feature network, and against the *_real floors",
     }
     real_feats = floors["fid_real"]
