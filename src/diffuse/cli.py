@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .cli_common import _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, _device, app, json_safe_stdout
+from .cli_common import _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, _device, _train_bar, app, json_safe_stdout
 from .errors import UserError
 
 
@@ -65,26 +65,10 @@ def train(
                       warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, steps=steps, minutes=minutes,
                       seed=seed, precision=precision, log_every=log_every, sample_every=sample_every,
                       checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
-    bar = None
-
-    def progress(rec: dict) -> None:
-        nonlocal bar
-        if bar is None:
-            total = rec["total_steps"] if rec["total_steps"] else int(rec["total_seconds"])
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc="train", unit="step" if rec["total_steps"] else "s", dynamic_ncols=True, file=sys.stderr)
-        bar.n = rec["step"] if rec["total_steps"] else min(int(rec["seconds"]), bar.total)
-        bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_per_s']:.0f}", step=rec["step"])
-        bar.refresh()
-
     from .train import dist
 
-    try:
+    with _train_bar("train", {"loss": ("loss", ".4f"), "img_s": ("img_per_s", ".0f"), "step": ("step", "")}) as progress:
         res = run_train(cfg, resume=resume, progress=progress, device=_device(device))
-    finally:
-        if bar is not None:
-            bar.close()
     if dist.teardown() != 0:  # under torchrun only rank 0 reports
         return
     state = "interrupted; resume with --resume" if res.interrupted else "done"

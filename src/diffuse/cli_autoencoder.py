@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
 
-from .cli_common import _CHECKPOINT_MINUTES, app
+from .cli_common import _CHECKPOINT_MINUTES, _train_bar, app
 
 
 @app.command("train-autoencoder")
@@ -39,24 +38,8 @@ def train_autoencoder(
                         overrides=overrides, kl_weight=kl_weight, adv_weight=adv_weight, adv_start=adv_start, batch_size=batch_size,
                         lr=lr, steps=steps, minutes=minutes, seed=seed, checkpoint_every=checkpoint_every,
                         checkpoint_minutes=checkpoint_minutes)
-    bar = None
-
-    def progress(rec: dict) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            total = rec["total_steps"] or int(rec["total_seconds"])
-            bar = tqdm(total=total, desc="autoencoder", unit="step" if rec["total_steps"] else "s", dynamic_ncols=True, file=sys.stderr)
-        bar.n = rec["step"] if rec["total_steps"] else min(int(rec["seconds"]), bar.total)
-        bar.set_postfix(l1=f"{rec['l1']:.4f}", step=rec["step"])
-        bar.refresh()
-
-    try:
+    with _train_bar("autoencoder", {"l1": ("l1", ".4f"), "step": ("step", "")}) as progress:
         res = run(cfg, resume=resume, progress=progress, log=lambda m: typer.echo(m, err=True))
-    finally:
-        if bar is not None:
-            bar.close()
     if res["interrupted"]:
         typer.echo(f"interrupted at step {res['step']}; continue with --resume --out {cfg.out}")
         return

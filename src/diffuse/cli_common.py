@@ -35,6 +35,32 @@ class _bar:
             self.bar.close()
 
 
+class _train_bar:
+    """A trainer's progress bar on stderr, fed the trainer's log records ({"step", "seconds", "total_steps",
+    "total_seconds", and the figures named in ``show``}): counts steps for a --steps budget, seconds for --minutes.
+    It appears with the first record, so an early error stays one line."""
+
+    def __init__(self, desc: str, show: dict[str, tuple[str, str]]):
+        self.desc, self.show, self.bar = desc, show, None  # show: postfix name -> (record key, format spec)
+
+    def __call__(self, rec: dict) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            total = rec["total_steps"] or int(rec["total_seconds"])
+            self.bar = tqdm(total=total, desc=self.desc, unit="step" if rec["total_steps"] else "s", dynamic_ncols=True, file=sys.stderr)
+        self.bar.n = rec["step"] if rec["total_steps"] else min(int(rec["seconds"]), self.bar.total)
+        self.bar.set_postfix(**{name: format(rec[key], spec) for name, (key, spec) in self.show.items()})
+        self.bar.refresh()
+
+    def __enter__(self) -> "_train_bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def json_safe_stdout():
     """While a --json command works, anything a library prints (pyfluidsynth announces its library when $CI is set)
     goes to stderr, so stdout carries the one JSON object alone."""

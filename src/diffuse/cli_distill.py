@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
 
-from .cli_common import _CHECKPOINT_MINUTES, _DEVICE, _PRECISION, _device, app
+from .cli_common import _CHECKPOINT_MINUTES, _DEVICE, _PRECISION, _device, _train_bar, app
 
 
 @app.command()
@@ -36,24 +35,8 @@ def distill(
     cfg = DistillConfig(teacher=run, out=out, minutes=minutes, steps=steps, batch_size=batch_size, lr=lr, guidance=guidance,
                         grid=grid, ema_halflife_kimg=ema_kimg, seed=seed, precision=precision, checkpoint_every=checkpoint_every,
                         checkpoint_minutes=checkpoint_minutes, search_n=search_n)
-    bar = None
-
-    def progress(rec: dict) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            total = rec["total_steps"] or int(rec["total_seconds"])
-            bar = tqdm(total=total, desc="distill", unit="step" if rec["total_steps"] else "s", dynamic_ncols=True, file=sys.stderr)
-        bar.n = rec["step"] if rec["total_steps"] else min(int(rec["seconds"]), bar.total)
-        bar.set_postfix(loss=f"{rec['loss']:.4f}", step=rec["step"])
-        bar.refresh()
-
-    try:
+    with _train_bar("distill", {"loss": ("loss", ".4f"), "step": ("step", "")}) as progress:
         res = run_distill(cfg, resume=resume, progress=progress, device=_device(device))
-    finally:
-        if bar is not None:
-            bar.close()
     state = "interrupted; resume with --resume" if res.interrupted else "done"
     best = res.search.get("sigmas", {}) if res.search else {}
     typer.echo(f"{state}: step {res.step}, {res.seconds:.0f} s. Weights: {res.run_dir / 'model.safetensors'}; "
