@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 
 from .. import schedules
-from ..checkpoint import load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
+from ..checkpoint import load_into, open_log, write_json
 from ..data import batch_index, load_dataset, step_generator
 from ..errors import UserError
 from ..generate import DEFAULT_GUIDANCE, DEFAULT_TEXT_GUIDANCE, autocast, use_bf16
@@ -39,6 +39,7 @@ from ..precond import Precond
 from .batches import Batches
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
+from .state import load_state, save_state
 from .rundir import CheckpointClock, RunLock, check_checkpoint_minutes, start_mode
 from .stop import StopOnSignal
 
@@ -141,18 +142,6 @@ def _copy_teacher_files(teacher: Path, run: Path) -> None:
         shutil.copy2(f, run / f.name)
 
 
-def _save(run: Path, student: Precond, ema: Precond, opt, step: int, nimg: int, seconds: float, mcfg: ModelConfig) -> None:
-    refuse_non_finite(step, run, weights=student, EMA_weights=ema)
-    tensors = {f"net.{k}": v for k, v in student.net.state_dict().items()}
-    tensors.update({f"ema.{k}": v for k, v in ema.net.state_dict().items()})
-    osd = opt.state_dict()
-    for i, st in osd["state"].items():
-        tensors.update({f"opt.{i}.{k}": v for k, v in st.items()})
-    meta = {"step": step, "nimg": nimg, "seconds": seconds, "param_groups": osd["param_groups"], "fingerprint": mcfg.fingerprint()}
-    save_tensors(run / "state" / "state.safetensors", tensors, meta)
-    save_tensors(run / "model.safetensors", dict(ema.net.state_dict()), {"step": step, "nimg": nimg, "fingerprint": mcfg.fingerprint()})
-
-
 def distill(cfg: DistillConfig, resume: bool = False, progress: Callable[[dict], None] | None = None,
             device: str | torch.device = "cpu", log: Callable[[str], None] | None = None) -> DistillResult:
     """Distil (or go on distilling) ``cfg.teacher`` into the run ``cfg.out``. Ctrl-C / SIGTERM save and return."""
@@ -210,19 +199,13 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
     opt = torch.optim.Adam(student.parameters(), lr=cfg.lr, betas=(0.9, 0.999), **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     step, nimg, seconds = 0, 0, 0.0
     if mode == "resume":
-        path = run / "state" / "state.safetensors"
-        tensors, meta = load_tensors(path, "distillation state")
-        if meta.get("fingerprint") != mcfg.fingerprint():
-            raise UserError(f"{path} was saved by a different model than {run / 'config.json'} describes")
-        load_into(student.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, path)
-        load_into(ema.net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-        load_optimizer(opt, tensors, "opt", meta.get("param_groups"), path)
+        meta = load_state(run, student, ema, opt, mcfg.fingerprint())
         step, nimg, seconds = int(meta["step"]), int(meta["nimg"]), float(meta["seconds"])
     else:
         if mode == "fresh":
             _copy_teacher_files(teacher_dir, run)
         _write_config(run, mcfg, tsaved, cfg)
-        _save(run, student, ema, opt, 0, 0, 0.0, mcfg)
+        save_state(run, student, ema, opt, 0, 0, 0.0, mcfg.fingerprint())
     grid = grid_sigmas(teacher_model, cfg.grid)
     probs = pair_probs(grid)
     bf16 = use_bf16(cfg.precision, device)
@@ -263,7 +246,7 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
                 if progress is not None:
                     progress({**rec, "total_steps": cfg.steps, "total_seconds": cfg.minutes * 60 if cfg.minutes else None})
             if clock.due(step):
-                _save(run, student, ema, opt, step, nimg, time.monotonic() - t_start, mcfg)
+                save_state(run, student, ema, opt, step, nimg, time.monotonic() - t_start, mcfg.fingerprint())
                 clock.saved()
     except KeyboardInterrupt:
         interrupted = True
@@ -271,7 +254,7 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
         logf.close()
         stop.__exit__()
     seconds = time.monotonic() - t_start
-    _save(run, student, ema, opt, step, nimg, seconds, mcfg)
+    save_state(run, student, ema, opt, step, nimg, seconds, mcfg.fingerprint())
     search: dict = {}
     if not interrupted:
         from .consistency_search import search_sigmas

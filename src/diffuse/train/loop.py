@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import schedules
-from ..checkpoint import atomic_write_bytes, load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
+from ..checkpoint import atomic_write_bytes, open_log, write_json
 from ..data import ImageDataset, batch_index, load_dataset, step_generator, to_model_space
 from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
@@ -37,6 +37,7 @@ from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .batches import Batches
+from .state import load_state, save_state
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
 from .rundir import CheckpointClock, RunLock, resume_overrides, start_mode
@@ -154,33 +155,15 @@ def _checksum(model: Precond) -> float:
 
 def _save(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, step: int, nimg: int, seconds: float, mcfg: ModelConfig,
           d: D.Dist) -> None:
-    """State first, then the EMA export; each write is atomic and done by rank 0 alone. Every rank's weight
-    checksum is recorded, so a desynchronised DDP run is visible in the checkpoint."""
+    """The checkpoint (train/state.py), written by rank 0 alone. Every rank's weight checksum is recorded, so a
+    desynchronised DDP run is visible in the checkpoint."""
     sums = D.gather(d, _checksum(model))
-    if not d.is_writer:
-        return
-    refuse_non_finite(step, run, weights=model, EMA_weights=ema)
-    tensors = {f"net.{k}": v for k, v in model.net.state_dict().items()}
-    tensors.update({f"ema.{k}": v for k, v in ema.net.state_dict().items()})
-    osd = opt.state_dict()
-    for i, st in osd["state"].items():
-        tensors.update({f"opt.{i}.{k}": v for k, v in st.items()})
-    meta = {"step": step, "nimg": nimg, "seconds": seconds, "param_groups": osd["param_groups"], "fingerprint": mcfg.fingerprint(),
-            "world_size": d.world, "rank_checksums": sums}
-    save_tensors(run / "state" / "state.safetensors", tensors, meta)
-    save_tensors(run / "model.safetensors", dict(ema.net.state_dict()), {"step": step, "nimg": nimg, "fingerprint": mcfg.fingerprint()})
+    if d.is_writer:
+        save_state(run, model, ema, opt, step, nimg, seconds, mcfg.fingerprint(), world_size=d.world, rank_checksums=sums)
 
 
 def _load(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, mcfg: ModelConfig) -> dict:
-    path = run / "state" / "state.safetensors"
-    tensors, meta = load_tensors(path, "training state")
-    if meta.get("fingerprint") != mcfg.fingerprint():
-        raise UserError(f"{path} was saved by a different model than {run / 'config.json'} describes")
-    load_into(model.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, path)
-    load_into(ema.net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-    if not (isinstance(meta.get("step"), int) and isinstance(meta.get("nimg"), int) and isinstance(meta.get("seconds"), (int, float))):
-        raise UserError(f"{path}: its step / nimg / seconds record is damaged")
-    load_optimizer(opt, tensors, "opt", meta.get("param_groups"), path)
+    meta = load_state(run, model, ema, opt, mcfg.fingerprint())
     # Give moment buffers their parameter's memory layout (channels_last), as a fresh run has: the fused
     # AdamW kernel walks parameter, gradient and moments in storage order.
     for p, st in opt.state.items():
