@@ -100,7 +100,6 @@ class SampleConfig:
             return 1.0
         return DEFAULT_TEXT_GUIDANCE if text else DEFAULT_GUIDANCE
 
-
     def carried_guidance(self, conditional: int | bool, text: bool = False) -> float:
         """The guidance the samples carry, for reports: a distilled run's built-in strength, else ``guidance_for``."""
         return self.built_in_guidance if self.built_in_guidance is not None else self.guidance_for(conditional, text)
