@@ -265,6 +265,10 @@ class LatentCodec:
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised latents -> model-space items (float32, clipped to [-1, 1]: pixels, and log-mels, whose
         normalisation puts the mel floor at -1)."""
+        return self.decode_differentiable(z)
+
+    def decode_differentiable(self, z: torch.Tensor) -> torch.Tensor:
+        """``decode`` with autograd on: latent DPS (inverse/solvers.py) takes gradients through the decoder."""
         z = z.float()
         z = z * self._view(self.std, z) + self._view(self.mean, z)
         return self.ae.decode(z).clamp(-1, 1)

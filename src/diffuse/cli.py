@@ -317,7 +317,7 @@ def bench_throughput(
     typer.echo(json.dumps(res) if json_out else bench.table(res))
 
 
-from . import cli_autoencoder, cli_distill  # noqa: E402,F401  (register `diffuse train-autoencoder` and `diffuse distill` on app)
+from . import cli_autoencoder, cli_distill, cli_restore  # noqa: E402,F401  (register train-autoencoder, distill and restore on app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,78 @@
+"""``diffuse restore``: reconstruct images from linear measurements with a trained run as the prior (inverse/)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli_common import _BATCH, _DEVICE, _PRECISION, _SEED, _bar, _device, app
+from .errors import UserError
+
+
+@app.command()
+def restore(
+    run: str = typer.Argument(..., help="the trained run whose model is the prior"),
+    operator: str = typer.Option(..., help="inpaint | superres | blur | mri | ct"),
+    out: str = typer.Option(..., help="FILE.npz (reconstruction, std, measurement, operator) or FILE.png (a grid)"),
+    input: Optional[str] = typer.Option(None, "--input", help="images to measure: .png, .npz ('images' uint8 [N, H, W(, C)]) or DICOM .dcm"),
+    measurements: Optional[str] = typer.Option(None, help="real measurements instead: an .npz with 'measurement' (+ 'mask' for mri / inpaint)"),
+    solver: str = typer.Option("auto", help="auto (ddrm where the operator has an SVD, else dps) | ddrm | dps | diffpir | dc"),
+    steps: Optional[int] = typer.Option(None, help="solver steps (default: the solver's, ddrm 20, dps 100, diffpir / dc 50)"),
+    samples: int = typer.Option(1, help="K posterior samples: the output is their mean, with their per-pixel std"),
+    strength: Optional[float] = typer.Option(None, help="the solver's knob: dps zeta, diffpir lambda, ddrm eta (default: the solver's)"),
+    sampler: Optional[str] = typer.Option(None, help="the sampler dps, diffpir and dc step (default ddpm)"),
+    acceleration: float = typer.Option(4.0, help="mri: undersampling factor R (> 1)"),
+    factor: int = typer.Option(4, help="superres: the downsampling factor"),
+    blur_sigma: float = typer.Option(1.5, help="blur: Gaussian width in pixels"),
+    angles: int = typer.Option(16, help="ct: number of views over 180 degrees"),
+    mask: Optional[str] = typer.Option(None, help="inpaint: a PNG, white = known (default: the centre half is unknown)"),
+    sigma_y: float = typer.Option(0.0, help="measurement noise level (images in [0, 1]) to simulate and to assume"),
+    mask_seed: int = typer.Option(0, help="mri: seed of the random k-space lines"),
+    seed: int = _SEED,
+    batch_size: int = _BATCH,
+    precision: str = _PRECISION,
+    device: str = _DEVICE,
+) -> None:
+    """Measure --input with an operator (or read real --measurements) and reconstruct it with the run as the prior."""
+    import torch
+
+    from .inverse.io import OperatorSpec, read_measurements, read_truth, write_result
+    from .inverse.restore import RestoreConfig, check_operator, image_shape
+    from .inverse.restore import restore as run_restore
+    from .inverse.solvers import SOLVERS
+    from .model import load_model
+
+    if (input is None) == (measurements is None):
+        raise UserError("give exactly one of --input (images to measure) and --measurements (a measurement file)")
+    if Path(out).suffix not in (".png", ".npz"):
+        raise UserError(f"--out must end in .png or .npz, got {out}")
+    if operator == "mri" and not (math.isfinite(acceleration) and acceleration > 1):
+        raise UserError(f"--acceleration must be > 1, got {acceleration}")
+    if solver != "auto" and solver not in SOLVERS:
+        raise UserError(f"unknown solver {solver!r}; choose auto or one of {', '.join(SOLVERS)}")
+    spec = OperatorSpec(operator, acceleration, factor, blur_sigma, angles, sigma_y, mask, mask_seed)
+    model, _ = load_model(Path(run), _device(device))
+    shape = image_shape(model)
+    truth, no_channel = None, False
+    if input is not None:
+        truth, no_channel, note = read_truth(Path(input), shape)
+        if note:
+            typer.echo(note, err=True)
+        op = spec.build(shape)
+        y = op.measure(truth, torch.Generator().manual_seed(seed))
+    else:
+        op, y = read_measurements(Path(measurements), spec, shape)
+    check_operator(op, model)
+    if solver == "auto":
+        solver = "ddrm" if op.svd() is not None and getattr(model, "codec", None) is None else "dps"
+    cfg = RestoreConfig(solver=solver, steps=steps, samples=samples, strength=strength, sampler=sampler, seed=seed,
+                        batch_size=batch_size, precision=precision)
+    with _bar(samples * len(y), f"restore ({solver})", "image") as bar:
+        recs = run_restore(model, op, y, cfg, progress=bar.update)
+    typer.echo(write_result(Path(out), op, y, recs, truth, no_channel))
+    if truth is not None:
+        mse = ((recs.mean(0) - truth) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+        typer.echo(f"PSNR against the input: {float((10 * torch.log10(1 / mse)).mean()):.2f} dB (mean over {len(truth)} images)")
