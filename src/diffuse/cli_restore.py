@@ -64,7 +64,7 @@ def restore(
         op = spec.build(shape)
         y = op.measure(truth, torch.Generator().manual_seed(seed))
     else:
-        op, y = read_measurements(Path(measurements), spec, shape)
+        op, y, no_channel = read_measurements(Path(measurements), spec, shape)
     check_operator(op, model)
     if solver == "auto":
         solver = "ddrm" if op.svd() is not None and getattr(model, "codec", None) is None else "dps"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .operators import Operator, _dot
+from .operators import Operator
 
 
 def zero_filled(op: Operator, y: torch.Tensor) -> torch.Tensor:

@@ -136,9 +136,9 @@ def read_truth(path: Path, shape: tuple[int, int, int]) -> tuple[torch.Tensor, b
     return x.contiguous(), no_channel, note
 
 
-def read_measurements(path: Path, spec: OperatorSpec, shape: tuple[int, int, int]) -> tuple[Operator, torch.Tensor]:
-    """A measurement file (``measurement`` [N, ...] plus ``mask`` for MRI and inpainting, as `restore --out X.npz`
-    writes it) and the operator it fits; one line for every mismatch."""
+def read_measurements(path: Path, spec: OperatorSpec, shape: tuple[int, int, int]) -> tuple[Operator, torch.Tensor, bool]:
+    """A measurement file (``measurement`` [N, (C,) ...] plus ``mask`` for MRI and inpainting, as `restore --out X.npz`
+    writes it), the operator it fits, and whether it has no channel axis; one line for every mismatch."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"measurements not found: {path}")
@@ -156,12 +156,13 @@ def read_measurements(path: Path, spec: OperatorSpec, shape: tuple[int, int, int
     y = torch.from_numpy(np.asarray(arrays["measurement"]))
     y = y.to(torch.complex64) if y.is_complex() else y.float()
     want = op.measurement_shape(len(y))
-    if y.ndim == len(want) - 1:
-        y = y.unsqueeze(1)  # no channel axis
+    no_channel = y.ndim == len(want) - 1
+    if no_channel:
+        y = y.unsqueeze(1)
     if tuple(y.shape) != want or not bool(torch.isfinite(torch.view_as_real(y) if y.is_complex() else y).all()):
         raise UserError(f"the measurements in {path} have shape {list(y.shape)}, but this {op.name} operator on "
                         f"{'x'.join(map(str, shape))} images measures {list(want)} (and all values must be finite)")
-    return op, y
+    return op, y, no_channel
 
 
 def write_result(out: Path, op: Operator, y: torch.Tensor, samples: torch.Tensor, truth: torch.Tensor | None, no_channel: bool) -> str:
@@ -181,11 +182,11 @@ def write_result(out: Path, op: Operator, y: torch.Tensor, samples: torch.Tensor
     else:
         squeeze = (lambda t: t[:, 0]) if no_channel else (lambda t: t.permute(0, 2, 3, 1))
         arrays: dict[str, Any] = {"reconstruction": squeeze(rec).numpy().astype(np.float32), "std": squeeze(std).numpy().astype(np.float32),
-                                  "measurement": y.numpy(), "residual": res.numpy().astype(np.float32),
+                                  "measurement": (y[:, 0] if no_channel else y).numpy(), "residual": res.numpy().astype(np.float32),
                                   "operator": np.array(op.name), "params": np.array(json.dumps(op.params()))}
         arrays.update({k: v.numpy() for k, v in op.arrays().items()})
         if len(samples) > 1:
-            arrays["samples"] = samples.permute(0, 1, 3, 4, 2).numpy().astype(np.float32)
+            arrays["samples"] = np.stack([squeeze(t).numpy() for t in samples]).astype(np.float32)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(out, buf.getvalue())

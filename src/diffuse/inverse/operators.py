@@ -267,21 +267,24 @@ class Blur(_Fourier):
 
 def mri_mask(h: int, acceleration: float, center_fraction: float | None = None, seed: int = 0) -> torch.Tensor:
     """A Cartesian undersampling mask [H] over phase-encoding lines (DFT row index, unshifted): a fully sampled centre
-    (fastMRI's fraction, 0.32 / R) plus random lines up to H / R in all. The set is symmetric (k and -k together): for a
-    real image line -k is the conjugate of line k, so an asymmetric mask would measure more than 1/R of the image."""
+    (|k| <= round(f H / 2) with fastMRI's fraction f = 0.32 / R) plus random lines while that brings the count nearer
+    H / R. The set is symmetric (k and -k together): for a real image line -k is the conjugate of line k, so an
+    asymmetric mask would measure more than 1/R of the image. ``MRI.acceleration`` reports the rate it achieved."""
     if not math.isfinite(acceleration) or acceleration <= 1:
         raise UserError(f"--acceleration must be > 1, got {acceleration}")
-    freq = torch.fft.fftfreq(h) * h  # 0, 1, ..., -1
+    freq = (torch.fft.fftfreq(h) * h).round().abs()  # |k| of each row: 0, 1, ..., 1
     center_fraction = 0.32 / acceleration if center_fraction is None else center_fraction
     half = max(1, round(center_fraction * h / 2))
-    mask = freq.abs() < half
-    want = max(int(mask.sum()), round(h / acceleration))
+    mask = freq <= half
+    target = h / acceleration
     g = torch.Generator().manual_seed(seed)
-    rest = [k for k in torch.randperm(h // 2 + 1, generator=g).tolist() if k >= half]
-    for k in rest:
-        if int(mask.sum()) >= want:
+    for k in torch.randperm(h // 2 + 1, generator=g).tolist():
+        if k <= half:
+            continue
+        grown = mask | (freq == k)
+        if abs(float(grown.sum()) - target) >= abs(float(mask.sum()) - target):
             break
-        mask |= freq.abs() == k
+        mask = grown
     return mask.float()
 
 
