@@ -146,7 +146,7 @@ TRAIN = {
 }
 
 
-test_fuzz_train_flags = target("train-flags", 140, st.one_of(
+test_fuzz_train_flags = target("train-flags", 110, st.one_of(
     command("train", ["--steps", "1", "--preset", "tiny", "--out", "{box}/new"], TRAIN, ["new"], k=5),
     command("train", ["--out", "{box}/run", "--resume", "--steps", "3"],
             {k: TRAIN[k] for k in ("--minutes", "--checkpoint-minutes", "--steps")}, ["run"])))
@@ -173,6 +173,58 @@ DISTILL = {"--lr": flag(st.just(1e-3), BAD_FLOAT), "--guidance": flag(st.sampled
 test_fuzz_distill_flags = target("distill-flags", 30, st.one_of(
     command("distill", ["run", "--steps", "1", "--search-n", "8", "--out", "{box}/cd"], DISTILL, ["cd"]),
     command("distill", ["run", "--out", "{box}/run", "--steps", "1"], {"--seed": flag(st.integers(0, 9))}, ["run"])))  # onto the teacher
+
+
+RESTORE = {"--operator": choice(["inpaint", "mri", "ct", "blur", "superres"]),
+           "--acceleration": flag(st.sampled_from([2, 4]), st.sampled_from(["1", "0.5", "-2", "nan", "inf", "x", ""])),
+           "--factor": flag(st.sampled_from([2, 4]), st.sampled_from(["1", "0", "-2", "x", "100000"])),
+           "--angles": flag(st.sampled_from([2, 5]), st.sampled_from(["0", "-1", "x", "100000"])),
+           "--blur-sigma": flag(st.just(1.0), st.sampled_from(["0", "-1", "nan", "inf", "1e999"])),
+           "--sigma-y": flag(st.sampled_from([0, 0.05]), st.sampled_from(["-0.1", "nan", "inf", "x"])),
+           "--solver": choice(["auto", "ddrm", "dps", "diffpir", "dc"]), "--steps": flag(st.integers(1, 2), st.one_of(BAD_INT, ABSURD)),
+           "--samples": flag(st.integers(1, 2), st.sampled_from(["0", "-1", "x", "100000"])),
+           "--strength": flag(st.sampled_from([0, 0.5]), st.sampled_from(["-1", "nan", "inf"])),
+           "--seed": flag(st.integers(0, 9), st.sampled_from(["x", str(2**70)]))}
+
+
+@st.composite
+def restore_cases(draw):
+    """restore's flags on a good input, or a hostile input or measurement file with good flags."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, images=np.random.default_rng(0).integers(0, 256, (2, 8, 8)).astype(np.uint8))
+    files = {"good.npz": buf.getvalue()}
+    out = draw(st.sampled_from(["o.npz", "o.png"]))
+    kind = draw(st.sampled_from(["flags", "flags", "npz", "image", "measurements"]))
+    if kind == "flags":
+        case = draw(command("restore", ["run", "--input", "{box}/good.npz", "--out", f"{{box}}/{out}", "--steps", "2"], RESTORE, [out]))
+        case.files = files
+        return case
+    if kind == "image":
+        body, suffix = draw(image_files())
+        files[f"in{suffix}"] = body
+        return Case(["restore", "run", "--operator", "mri", "--input", f"{{box}}/in{suffix}", "--out", f"{{box}}/{out}", "--steps", "2"],
+                    files, writes=[out], label=f"restore{suffix}")
+    body = draw(npz_files())
+    files["x.npz"] = body
+    if kind == "npz":
+        return Case(["restore", "run", "--operator", "inpaint", "--input", "{box}/x.npz", "--out", f"{{box}}/{out}", "--steps", "2"],
+                    files, writes=[out], label="restore-npz")
+    arr = draw(st.sampled_from([np.zeros((2, 8, 8), np.complex64), np.zeros((2, 1, 8, 8), np.complex64), np.zeros((2, 9, 8), np.complex64),
+                                np.full((2, 8, 8), np.nan, np.complex64), np.zeros((0, 8, 8), np.complex64), np.zeros(3), np.array("x"),
+                                np.zeros((2, 8, 8), np.float16)]))
+    buf = io.BytesIO()
+    extra = draw(st.sampled_from([{}, {"mask": np.ones(8, np.float32)}, {"mask": np.ones(5)}, {"operator": np.array("ct")}]))
+    np.savez(buf, measurement=arr, **extra)
+    files["m.npz"] = buf.getvalue() if draw(st.booleans()) else body
+    return Case(["restore", "run", "--operator", "mri", "--measurements", "{box}/m.npz", "--out", f"{{box}}/{out}", "--steps", "2"],
+                files, writes=[out], label="restore-measurements")
+
+
+test_fuzz_restore = target("restore", 40, restore_cases())
 
 
 GOLDEN: list = []  # the golden run's path, set by its fixture: the file strategies below mutate its files

@@ -164,6 +164,30 @@ def test_latent_img2img_and_inpainting(latent_run):
     assert torch.equal(out[..., :4, :], x[..., :4, :])  # known pixels pasted back exactly
 
 
+def test_latent_dps_measures_through_the_decoder(latent_run, tmp_path):
+    """Latent DPS (inverse/): the measurement sees the decoded image, so DPS's gradient steps (zeta > 0) must explain the
+    MRI measurement better than the prior's own samples (zeta = 0) do; solvers that need a linear map of the network's
+    space refuse a latent run in one line."""
+    import numpy as np
+
+    from diffuse.inverse.operators import MRI
+    from diffuse.inverse.restore import RestoreConfig, restore
+
+    model, _ = load_model(latent_run)
+    x = load_dataset("digits", "test").images[:16].float() / 255
+    op = MRI((1, 8, 8), 2.0)
+    y = op.measure(x)
+    res = {z: float(op.residual(restore(model, op, y, RestoreConfig("dps", 20, 1, z)).mean(0), y).mean()) for z in (0.0, 1.0)}
+    assert res[1.0] < 0.7 * res[0.0], res
+    np.savez(tmp_path / "x.npz", images=(x[:2, 0] * 255).round().numpy().astype(np.uint8))
+    for solver in ("ddrm", "dc", "diffpir"):
+        r = diffuse("restore", latent_run, "--operator", "mri", "--input", tmp_path / "x.npz", "--out", tmp_path / "o.npz", "--solver", solver,
+                    check=False)
+        one_line_error(r, "latent model")
+    r = diffuse("restore", latent_run, "--operator", "mri", "--input", tmp_path / "x.npz", "--out", tmp_path / "o.npz", "--steps", "5")
+    assert "restore (dps)" in r.stderr and (tmp_path / "o.npz").is_file()  # auto picks DPS on a latent run
+
+
 def test_mismatched_autoencoder_is_a_clear_error(ae_dir, latent_run, tmp_path):
     # an autoencoder for 8x8 digits used on 28x28 Fashion-MNIST-sized data (digits resized)
     r = diffuse("train", "--data", "digits", "--image-size", "16", "--latent", ae_dir, "--steps", "1", "--out", tmp_path / "x",

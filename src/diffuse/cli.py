@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .cli_common import _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, _device, _train_bar, app, json_safe_stdout
+from .cli_common import bench_app, _BATCH, _CHECKPOINT_MINUTES, _DEVICE, _GUIDANCE, _NEAREST, _PRECISION, _SAMPLER, _SCHEDULE, _SEED, _STEPS, _bar, _device, _train_bar, app, json_safe_stdout
 from .errors import UserError
 
 
@@ -265,10 +265,6 @@ def plot(run: Path = typer.Argument(..., help="run directory"),
         typer.echo(f"wrote {plot_samples(run, samples, out.with_name(out.stem + '_samples.png') if out else None, str(_device(device)))}")
     if (run / "quality.json").is_file():
         typer.echo(f"wrote {plot_quality(run, out.with_name(out.stem + '_fid_vs_nfe.png') if out else None)}")
-
-
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against diffusers (pip install -e '.[bench]').")
-app.add_typer(bench_app, name="bench")
 
 
 @bench_app.command("quality")

@@ -12,6 +12,8 @@ from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="diffuse: train, sample and evaluate diffusion models.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: against diffusers (pip install -e '.[bench]'), and reconstruction baselines.")
+app.add_typer(bench_app, name="bench")
 
 
 class _bar:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .cli_common import _BATCH, _DEVICE, _PRECISION, _SEED, _bar, _device, app
+from .cli_common import _BATCH, _DEVICE, _PRECISION, _SEED, _bar, _device, app, bench_app
 from .errors import UserError
 
 
@@ -49,11 +48,12 @@ def restore(
         raise UserError("give exactly one of --input (images to measure) and --measurements (a measurement file)")
     if Path(out).suffix not in (".png", ".npz"):
         raise UserError(f"--out must end in .png or .npz, got {out}")
-    if operator == "mri" and not (math.isfinite(acceleration) and acceleration > 1):
-        raise UserError(f"--acceleration must be > 1, got {acceleration}")
     if solver != "auto" and solver not in SOLVERS:
         raise UserError(f"unknown solver {solver!r}; choose auto or one of {', '.join(SOLVERS)}")
     spec = OperatorSpec(operator, acceleration, factor, blur_sigma, angles, sigma_y, mask, mask_seed)
+    spec.validate()
+    RestoreConfig(solver="dps" if solver == "auto" else solver, steps=steps, samples=samples, strength=strength, sampler=sampler,
+                  seed=seed, batch_size=batch_size, precision=precision).validate()
     model, _ = load_model(Path(run), _device(device))
     shape = image_shape(model)
     truth, no_channel = None, False
@@ -76,3 +76,31 @@ def restore(
     if truth is not None:
         mse = ((recs.mean(0) - truth) ** 2).flatten(1).mean(1).clamp_min(1e-12)
         typer.echo(f"PSNR against the input: {float((10 * torch.log10(1 / mse)).mean()):.2f} dB (mean over {len(truth)} images)")
+
+
+@bench_app.command("restore")
+def bench_restore(
+    run: str = typer.Argument(..., help="a run trained on Fashion-MNIST (or an image dataset with a labelled test split)"),
+    out: str = typer.Option("runs/bench-restore", help="folder for restore.json, restore.md and one figure per task"),
+    n: int = typer.Option(200, help="test images per seed"),
+    seeds: int = typer.Option(3, help="seeds (measurement noise, MRI lines, solver noise)"),
+    val: int = typer.Option(32, help="validation images (before the test ones) that tune TV's lambda and DPS's zeta"),
+    samples: int = typer.Option(2, help="posterior samples K per image"),
+    tasks: str = typer.Option("inpaint,superres4,blur,mri4,mri8,ct8", help="comma-separated tasks"),
+    json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Diffusion solvers against zero-filled, TV and (CT) filtered back-projection: PSNR, SSIM, residual, classifier
+    accuracy, NFE, seconds and std calibration per task (the script benchmarks/restore.py runs the same)."""
+    import json
+
+    from .inverse.bench import TASKS, BenchConfig, run_benchmark_to
+
+    chosen = [t.strip() for t in tasks.split(",") if t.strip()]
+    bad = [t for t in chosen if t not in TASKS]
+    if bad or not chosen:
+        raise UserError(f"unknown task(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TASKS)}")
+    if min(n, seeds, val, samples) < 1:
+        raise UserError("--n, --seeds, --val and --samples must be positive integers")
+    cfg = BenchConfig(n=n, seeds=seeds, val=val, samples=samples, tasks=chosen)
+    res, md = run_benchmark_to(run, cfg, Path(out), log=lambda m: typer.echo(m, err=True))
+    typer.echo(json.dumps(res, indent=1) if json_out else md)

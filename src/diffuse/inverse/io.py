@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,25 @@ class OperatorSpec:
     mask: str | None = None  # inpaint: a PNG (white = known); None: the centre half of the image is unknown
     seed: int = 0  # MRI: which random lines
 
+    def validate(self) -> None:
+        """Every field checked, whichever operator is chosen (a flag out of its range is refused even where unused)."""
+        if self.name not in OPERATORS:
+            raise UserError(f"unknown operator {self.name!r}; choose one of {', '.join(OPERATORS)}")
+        if not (math.isfinite(self.acceleration) and self.acceleration > 1):
+            raise UserError(f"--acceleration must be > 1, got {self.acceleration}")
+        if not 2 <= self.factor <= 64:
+            raise UserError(f"--factor must be from 2 to 64, got {self.factor}")
+        if not (math.isfinite(self.blur_sigma) and 0 < self.blur_sigma <= 64):
+            raise UserError(f"--blur-sigma must be in (0, 64] pixels, got {self.blur_sigma}")
+        if not 1 <= self.angles <= 720:
+            raise UserError(f"--angles must be from 1 to 720, got {self.angles}")
+        if not (math.isfinite(self.sigma_y) and self.sigma_y >= 0):
+            raise UserError(f"--sigma-y must be a finite number >= 0, got {self.sigma_y}")
+
     def build(self, shape: tuple[int, int, int], arrays: dict[str, np.ndarray] | None = None) -> Operator:
         """The operator for images of ``shape``; ``arrays`` (a measurement file's) fix the MRI / inpainting mask."""
         arrays = arrays or {}
-        if self.name not in OPERATORS:
-            raise UserError(f"unknown operator {self.name!r}; choose one of {', '.join(OPERATORS)}")
-        c, h, w = shape
+        self.validate()
         if self.name == "mri":
             mask = None if "mask" not in arrays else torch.from_numpy(np.asarray(arrays["mask"], dtype=np.float32))
             return MRI(shape, self.acceleration, self.sigma_y, self.seed, mask)
@@ -171,7 +185,7 @@ def write_result(out: Path, op: Operator, y: torch.Tensor, samples: torch.Tensor
     from ..checkpoint import atomic_write_bytes
 
     out = Path(out)
-    rec, std = samples.mean(0), samples.std(0, unbiased=False) if len(samples) > 1 else torch.zeros_like(samples[0])
+    rec, std = samples.mean(0), samples.std(0) if len(samples) > 1 else torch.zeros_like(samples[0])  # Bessel-corrected
     res = op.residual(rec, y)
     if out.suffix == ".png":
         from ..images import make_grid, save_png

@@ -50,6 +50,12 @@ class RestoreConfig:
             raise UserError("--sampler does not apply to --solver ddrm (DDRM is its own sampler)")
         if self.batch_size <= 0:
             raise UserError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.sampler is not None:
+            get_sampler(self.sampler)
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise UserError(f"unknown precision {self.precision!r}; choose auto, bf16 or fp32")
+        if not -(2**31) <= self.seed < 2**31:
+            raise UserError(f"--seed must be within +-2^31, got {self.seed}")
 
 
 def image_shape(model: Any) -> tuple[int, int, int]:
