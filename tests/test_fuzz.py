@@ -200,7 +200,8 @@ def restore_cases(draw):
     out = draw(st.sampled_from(["o.npz", "o.png"]))
     kind = draw(st.sampled_from(["flags", "flags", "npz", "image", "measurements"]))
     if kind == "flags":
-        case = draw(command("restore", ["run", "--input", "{box}/good.npz", "--out", f"{{box}}/{out}", "--steps", "2"], RESTORE, [out]))
+        fixed = ["run", "--operator", "mri", "--input", "{box}/good.npz", "--out", f"{{box}}/{out}", "--steps", "2"]  # a drawn --operator overrides
+        case = draw(command("restore", fixed, RESTORE, [out]))
         case.files = files
         return case
     if kind == "image":
