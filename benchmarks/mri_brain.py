@@ -46,7 +46,7 @@ def evaluate(args) -> None:
     from skimage.metrics import structural_similarity
 
     from diffuse.images import make_grid, save_png
-    from diffuse.inverse.baselines import tv, zero_filled
+    from diffuse.inverse.baselines import psnr, tv, zero_filled
     from diffuse.inverse.operators import MRI
     from diffuse.inverse.restore import RestoreConfig, restore
     from diffuse.model import load_model
@@ -63,14 +63,11 @@ def evaluate(args) -> None:
             out.append((op, op.measure(img[None], torch.Generator().manual_seed(seed * 100 + i))))
         return out
 
-    def psnr(a, b):
-        return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
-
     def ssim(a, b):
         return float(structural_similarity(a[0, 0].numpy(), b[0, 0].numpy(), data_range=1.0))
 
     lams = (1e-3, 3e-3, 1e-2, 3e-2)
-    tuned = max(lams, key=lambda lam: np.mean([psnr(tv(op, y, lam), x[None]) for (op, y), x in zip(measure(tune, 9), tune)]))
+    tuned = max(lams, key=lambda lam: np.mean([float(psnr(tv(op, y, lam), x[None])[0]) for (op, y), x in zip(measure(tune, 9), tune)]))
     methods = {"zero-filled": lambda op, y: zero_filled(op, y), f"TV (lambda {tuned:g})": lambda op, y: tv(op, y, tuned)}
     for solver, steps in (("ddrm", 100), ("dps", 100)):
         methods[f"{solver}-{steps}, K={args.samples}"] = (
@@ -82,7 +79,7 @@ def evaluate(args) -> None:
     for name, fn in methods.items():
         recs = torch.cat([fn(op, y) for op, y in pairs])
         rows[name] = recs
-        print(f"| {name} | {np.mean([psnr(r[None], x[None]) for r, x in zip(recs, held)]):.2f} | "
+        print(f"| {name} | {np.mean([float(psnr(r[None], x[None])[0]) for r, x in zip(recs, held)]):.2f} | "
               f"{np.mean([ssim(r[None], x[None]) for r, x in zip(recs, held)]):.3f} |")
     grid = torch.cat([(r[:6].clamp(0, 1) * 255).round().to(torch.uint8) for r in rows.values()])
     save_png(Path(args.out), make_grid(grid, ncol=6, scale=2))

@@ -39,7 +39,7 @@ def restore(
     import torch
 
     from .inverse.io import OperatorSpec, read_measurements, read_truth, write_result
-    from .inverse.restore import RestoreConfig, check_operator, image_shape
+    from .inverse.restore import RestoreConfig, image_shape
     from .inverse.restore import restore as run_restore
     from .inverse.solvers import SOLVERS
     from .model import load_model
@@ -65,7 +65,6 @@ def restore(
         y = op.measure(truth, torch.Generator().manual_seed(seed))
     else:
         op, y, no_channel = read_measurements(Path(measurements), spec, shape)
-    check_operator(op, model)
     if solver == "auto":
         solver = "ddrm" if op.svd() is not None and getattr(model, "codec", None) is None else "dps"
     cfg = RestoreConfig(solver=solver, steps=steps, samples=samples, strength=strength, sampler=sampler, seed=seed,
@@ -74,8 +73,9 @@ def restore(
         recs = run_restore(model, op, y, cfg, progress=bar.update)
     typer.echo(write_result(Path(out), op, y, recs, truth, no_channel))
     if truth is not None:
-        mse = ((recs.mean(0) - truth) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-        typer.echo(f"PSNR against the input: {float((10 * torch.log10(1 / mse)).mean()):.2f} dB (mean over {len(truth)} images)")
+        from .inverse.baselines import psnr
+
+        typer.echo(f"PSNR against the input: {float(psnr(recs.mean(0), truth).mean()):.2f} dB (mean over {len(truth)} images)")
 
 
 @bench_app.command("restore")

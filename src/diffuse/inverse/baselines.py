@@ -8,6 +8,11 @@ import torch
 from .operators import Operator
 
 
+def psnr(x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of images in [0, 1], per image [N] (a perfect match counts as 100 dB)."""
+    return 10 * torch.log10(1 / ((x - truth) ** 2).flatten(1).mean(1).clamp_min(1e-10))
+
+
 def zero_filled(op: Operator, y: torch.Tensor) -> torch.Tensor:
     """The minimum-norm image that explains y (A^+ y; for MRI the zero-filled inverse FFT), clipped to [0, 1]."""
     return op.pinv(y).clamp(0, 1)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .baselines import tv, zero_filled
+from .baselines import psnr, tv, zero_filled
 from .io import OperatorSpec
 from .operators import Operator
 from .restore import RestoreConfig, nfe, restore
@@ -48,10 +48,6 @@ class BenchConfig:
     task_steps: dict[str, dict[str, int]] = field(default_factory=lambda: {"ct8": {"ddrm": 200}})
 
 
-def _psnr(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return 10 * torch.log10(1 / ((x - t) ** 2).flatten(1).mean(1).clamp_min(1e-10))  # [N]
-
-
 def _ssim(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     from skimage.metrics import structural_similarity
 
@@ -74,11 +70,11 @@ def run_task(model: Any, judge: Any, task: str, truth_val: torch.Tensor, truth: 
         return op, op.measure(x, torch.Generator().manual_seed(10_000 + seed))
 
     op, y = measure(truth_val, 0)
-    tuned = {"tv_lambda": max(TV_LAMBDAS, key=lambda lam: float(_psnr(tv(op, y, lam), truth_val).mean()))}
+    tuned = {"tv_lambda": max(TV_LAMBDAS, key=lambda lam: float(psnr(tv(op, y, lam), truth_val).mean()))}
     if "dps" in solvers:
         def dps_psnr(z: float) -> float:
             r = restore(model, op, y, RestoreConfig("dps", solvers["dps"], 1, z, seed=0)).mean(0)
-            return float(_psnr(r, truth_val).mean())
+            return float(psnr(r, truth_val).mean())
         tuned["dps_zeta"] = max(DPS_ZETAS, key=dps_psnr)
     log(f"  tuned on {len(truth_val)} validation images: {tuned}")
 
@@ -112,7 +108,7 @@ def run_task(model: Any, judge: Any, task: str, truth_val: torch.Tensor, truth: 
             rec, std = fn(op, y, seed)
             r = rows[name]
             r["seconds"].append((time.monotonic() - t0) / len(truth))
-            r["psnr"].append(_psnr(rec, truth))
+            r["psnr"].append(psnr(rec, truth))
             r["ssim"].append(_ssim(rec, truth))
             r["residual"].append(op.residual(rec, y))
             r["correct"].append((judge.score(rec * 2 - 1)[1] == labels).float())

@@ -108,11 +108,12 @@ def restore(model: Any, op: Operator, y: torch.Tensor, cfg: RestoreConfig,
     net_shape = (model.net.cfg.out_channels, *model.net.cfg.hw)
     bf16 = use_bf16(cfg.precision, device)
     out = torch.empty(cfg.samples, n, *image_shape(model))
+    den, cond_all = unconditional(model, min(n, cfg.batch_size), device)  # built once (a text run encodes its prompt once)
     for k in range(cfg.samples):
         for start in range(0, n, cfg.batch_size):
             rows = slice(start, min(n, start + cfg.batch_size))
             b = rows.stop - rows.start
-            den, cond = unconditional(model, b, device)
+            cond = None if cond_all is None else cond_all.index(slice(0, b))
             prob = Problem(op, y_m[rows].to(device), 2 * op.sigma_y, decode)
             z = initial_noise(cfg.seed * 1009 + k, start, b, net_shape).to(device) * float(sigmas[0])
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + k * 104_729 + start)
