@@ -52,8 +52,9 @@ def restore(
         raise UserError(f"unknown solver {solver!r}; choose auto or one of {', '.join(SOLVERS)}")
     spec = OperatorSpec(operator, acceleration, factor, blur_sigma, angles, sigma_y, mask, mask_seed)
     spec.validate()
-    RestoreConfig(solver="dps" if solver == "auto" else solver, steps=steps, samples=samples, strength=strength, sampler=sampler,
-                  seed=seed, batch_size=batch_size, precision=precision).validate()
+    cfg = RestoreConfig(solver="dps" if solver == "auto" else solver, steps=steps, samples=samples, strength=strength, sampler=sampler,
+                        seed=seed, batch_size=batch_size, precision=precision)
+    cfg.validate()
     model, _ = load_model(Path(run), _device(device))
     shape = image_shape(model)
     truth, no_channel = None, False
@@ -66,10 +67,8 @@ def restore(
     else:
         op, y, no_channel = read_measurements(Path(measurements), spec, shape)
     if solver == "auto":
-        solver = "ddrm" if op.svd() is not None and getattr(model, "codec", None) is None else "dps"
-    cfg = RestoreConfig(solver=solver, steps=steps, samples=samples, strength=strength, sampler=sampler, seed=seed,
-                        batch_size=batch_size, precision=precision)
-    with _bar(samples * len(y), f"restore ({solver})", "image") as bar:
+        cfg.solver = "ddrm" if op.svd() is not None and getattr(model, "codec", None) is None else "dps"
+    with _bar(samples * len(y), f"restore ({cfg.solver})", "image") as bar:
         recs = run_restore(model, op, y, cfg, progress=bar.update)
     typer.echo(write_result(Path(out), op, y, recs, truth, no_channel))
     if truth is not None:

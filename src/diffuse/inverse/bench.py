@@ -11,7 +11,7 @@ of the std map: the share of pixels with |error| < 2 std.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -55,7 +55,7 @@ def _ssim(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _with_seed(spec: OperatorSpec, seed: int) -> OperatorSpec:
-    return OperatorSpec(**{**spec.__dict__, "seed": seed})
+    return replace(spec, seed=seed)
 
 
 def run_task(model: Any, judge: Any, task: str, truth_val: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor,

@@ -132,7 +132,7 @@ def restore(model: Any, op: Operator, y: torch.Tensor, cfg: RestoreConfig,
     return out
 
 
-def nfe(cfg: RestoreConfig, model: Any = None) -> int:
+def nfe(cfg: RestoreConfig) -> int:
     """Network evaluations per posterior sample (a DPS evaluation also costs one backward pass)."""
     from ..samplers import nfe as sampler_nfe
 

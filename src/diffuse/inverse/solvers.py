@@ -19,7 +19,7 @@ into x0). All work in model space (operators.to_model_space).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -38,9 +38,6 @@ class Problem:
     y: torch.Tensor
     sigma: float  # model-space noise level: 2 sigma_y
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None  # latent models: the decoder the measurement sees through
-
-    def rows(self, rows: slice) -> "Problem":
-        return Problem(self.op, self.y[rows], self.sigma, self.decode)
 
 
 @torch.no_grad()
@@ -137,14 +134,11 @@ class Solver:
     kind: str = "wrapper"  # wrapper (a denoiser wrapper) | stepper (steps a sampler: dps) | sampler (ddrm)
     needs_svd: bool = False
     latent_ok: bool = False
-    knob: str = ""  # the strength parameter's name, e.g. zeta
-    knob_default: float = 1.0
-    sampler_opts: dict[str, Any] = field(default_factory=dict)
+    knob_default: float = 1.0  # the default of its strength knob (DPS zeta, DiffPIR lambda, DDRM eta)
+    wrapper: Callable[[Denoiser, Problem, float], Denoiser] | None = None  # kind "wrapper": (denoiser, problem, knob) -> denoiser
 
     def wrap(self, denoiser: Denoiser, prob: Problem, knob: float) -> Denoiser:
-        if self.name == "diffpir":
-            return diffpir(denoiser, prob, knob)
-        return data_consistency(denoiser, prob)
+        return self.wrapper(denoiser, prob, knob)
 
     def check(self, op: Operator, latent: bool) -> None:
         """Refuse (one line) a combination this solver cannot run."""
@@ -157,10 +151,10 @@ class Solver:
 
 
 SOLVERS: dict[str, Solver] = {
-    "dps": Solver("dps", 100, "ddpm", "stepper", latent_ok=True, knob="zeta", knob_default=1.0),
-    "diffpir": Solver("diffpir", 50, "ddpm", knob="lambda", knob_default=1.0),
-    "dc": Solver("dc", 50, "ddpm"),
-    "ddrm": Solver("ddrm", 20, None, "sampler", needs_svd=True, knob="eta", knob_default=0.85),
+    "dps": Solver("dps", 100, "ddpm", "stepper", latent_ok=True, knob_default=1.0),
+    "diffpir": Solver("diffpir", 50, "ddpm", wrapper=diffpir),
+    "dc": Solver("dc", 50, "ddpm", wrapper=lambda denoiser, prob, knob: data_consistency(denoiser, prob)),
+    "ddrm": Solver("ddrm", 20, None, "sampler", needs_svd=True, knob_default=0.85),
 }
 
 
