@@ -94,6 +94,8 @@ def sample(
     label: Optional[int] = typer.Option(None, help="class to sample (default: round robin, i mod classes)"),
     prompt: Optional[list[str]] = typer.Option(None, help="text model: a prompt (repeatable; samples cycle through them)"),
     prompts: Optional[Path] = typer.Option(None, help="text model: a file with one prompt per line"),
+    negative_prompt: Optional[str] = typer.Option(None, help="text model: what to steer away from (it replaces the empty "
+                                                               "prompt in classifier-free guidance)"),
     nearest_caption: bool = _NEAREST,
     init: Optional[Path] = typer.Option(None, help="img2img / inpainting start (PNG or .npz images; a WAV for audio); "
                                                      "for a super-resolution model, the low-res input"),
@@ -118,9 +120,9 @@ def sample(
     (inpainting, audio continuation), or up from a low-res image (super-resolution models)."""
     import torch
 
-    from .generate import generate
+    from .api import Run
     from .modalities import modality_of
-    from .model import load_model, read_run_config
+    from .model import read_run_config
     from .sampling_inputs import conditions, time_mask, write_samples
 
     if n <= 0:
@@ -133,17 +135,19 @@ def sample(
 
     mod = modality_of(ModelConfig.from_dict(read_run_config(run).get("model")))
     mod.check_out(out)
+    d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
+    r = Run(run, dev)
+    mcfg, mod = r.config, r.modality
     if vocoder_refine is not None:
         mod.set_vocoder(refine=vocoder_refine)
-    d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
-    model, mcfg = load_model(run, dev)
     # item: what is written (decoded, for a latent model); shape: what the network samples (item / f per axis)
     f = mcfg.image_shape[-1] // mcfg.net_shape[-1]
     item, note = mod.sample_shape(mcfg.image_shape, seconds, f * getattr(mcfg.net, "patch_size", 1))
     shape = (mcfg.net_shape[0], *[a // f for a in item[1:]])
     keep = time_mask(mod.duration(item), keep_seconds, inpaint_seconds)
+    negative = negative_prompt.strip() if negative_prompt and negative_prompt.strip() else None
     c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption, mod, item,
-                   keep)
+                   keep, negative)
     for line in ([note] if note else []) + c.notes if d.is_writer else []:
         typer.echo(line, err=True)
     n = c.n
@@ -151,19 +155,18 @@ def sample(
     scfg.validate(mcfg.conditional)
     lo, hi = dist.shard(d, n)
     with _bar(hi - lo, "sample", "item") as bar:
-        if hi <= lo:
-            part = torch.zeros(0, *item)
-        elif c.lowres is not None:
-            from .generate import superres
-
-            part = superres(model, c.lowres[lo:hi], scfg, consistency, progress=bar.update)
-        else:
-            part = generate(model, hi - lo, scfg, c.slice_labels(lo, hi), progress=bar.update, offset=lo,
-                            text=c.slice_text(lo, hi), edit=c.slice_edit(lo, hi), shape=shape)
+        part = torch.zeros(0, *item) if hi <= lo else r.generate(c, scfg, lo, hi, progress=bar.update, shape=shape,
+                                                                 consistency=consistency)
     x = torch.cat(dist.gather(d, part))
     dist.teardown(d)
     if d.is_writer:
-        typer.echo(write_samples(out, x, c, mod, mcfg.class_names))
+        params = {"run": r.name, "n": n, "seed": seed, "first": 0, "schedule": schedule, **r.resolved(scfg)}
+        params.update({k: v for k, v in (("label", label), ("negative_prompt", negative)) if v is not None})
+        if c.prompts is not None and prompt:
+            params["prompt"] = c.prompts if len(c.prompts) > 1 else c.prompts[0]
+        if init is not None:
+            params.update(init=str(init), strength=strength, mask=None if mask is None else str(mask))
+        typer.echo(write_samples(out, x, c, mod, mcfg.class_names, params))
 
 
 @app.command("eval")
@@ -313,7 +316,7 @@ def bench_throughput(
     typer.echo(json.dumps(res) if json_out else bench.table(res))
 
 
-from . import cli_autoencoder, cli_distill, cli_restore  # noqa: E402,F401  (register train-autoencoder, distill and restore on app)
+from . import cli_autoencoder, cli_distill, cli_restore, cli_serve  # noqa: E402,F401  (register train-autoencoder, distill, restore and serve on app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -200,7 +200,8 @@ def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> to
 def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | None = None,
              progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
              num_classes: int | None = None, offset: int = 0, text: dict | None = None,
-             edit: "Edit | None" = None) -> torch.Tensor:
+             edit: "Edit | None" = None, negative: "TextRows | None" = None,
+             on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """n samples in model space, float32 [n, C, H, W] on the CPU (decoded from latents for a latent model; images in
     [-1, 1], log-mels for audio: the modality writes them). Sample i starts from noise seeded by (seed, i), so deterministic
     samplers give the same image i whatever the batch size; stochastic ones also draw per-batch noise.
@@ -208,7 +209,10 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     text models. ``edit`` (editing.py) turns sampling into img2img, inpainting or super-resolution.
     ``shape`` (C, H, W) and ``num_classes`` default to those of our networks (U-Net or DiT; latents for a latent model,
     which decodes them through ``model.codec``); pass them for other networks.
-    ``offset`` numbers the images from there (a rank's shard of a larger set draws that set's noise)."""
+    ``offset`` numbers the images from there (a rank's shard of a larger set draws that set's noise).
+    ``negative`` (text models; a text condition of n rows, as ``text``): the negative prompt, which takes the place of
+    the dropped text in the unconditional branch of guidance. ``on_step(done, total)`` is called after every sampler
+    step (the web page's progress; an exception raised there stops sampling)."""
     from .text.bank import index_cond
 
     if num_classes is None:
@@ -226,9 +230,9 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         sigmas = edit.trim(sigmas)
         if codec is not None:
             edit = edit.in_latent_space(codec)
-    denoiser = model
-    if text is not None or num_classes:
-        denoiser = cfg_wrap(model, cfg.guidance_for(True, text=text is not None), class_null(num_classes))
+    if negative is not None and text is None:
+        raise UserError("a negative prompt needs a text model")
+    gw = cfg.guidance_for(True, text=text is not None) if (text is not None or num_classes) else 1.0
     sampler = get_sampler(cfg.sampler)
     bf16 = use_bf16(cfg.precision, device)
     guided = (text is not None or bool(num_classes)) and cfg.guidance_for(True, text=text is not None) not in (0.0, 1.0)
@@ -237,6 +241,14 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
 
     check_sampling_memory(model, n, min(cfg.batch_size, n), (c, h, w), guided, cond_of(slice(0, 1)), codec, device)
     out = []
+    steps = (len(sigmas) - 1) * (edit.resample if edit is not None and edit.mask is not None else 1)
+    total, done = steps * math.ceil(n / cfg.batch_size), 0
+
+    def step(_info: dict) -> None:
+        nonlocal done
+        done = min(done + 1, total)
+        on_step(done, total)
+
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)
         first = offset + start
@@ -244,8 +256,15 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
         rows = slice(start, start + b)
         cond = cond_of(rows)
+        null = class_null(num_classes)
+        if negative is not None:  # this batch's negative prompts replace the dropped text
+            neg = Cond(text=index_cond(negative, rows)).to(device)
+            null = lambda c, neg=neg: replace(c, text=neg.text)  # noqa: E731
+        denoiser = cfg_wrap(model, gw, null) if gw != 1.0 or negative is not None else model
         with autocast(device, bf16):
             extra = {"s_churn": cfg.churn} if cfg.churn > 0 else {}
+            if on_step is not None:
+                extra["callback"] = step
             if edit is None:
                 x = sampler(denoiser, z * float(sigmas[0]), sigmas, cond=cond, generator=gen, **extra)
             else:

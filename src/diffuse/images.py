@@ -34,23 +34,33 @@ def class_rows(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return images[torch.argsort(labels, stable=True)]
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
-    """Atomically write a uint8 [H, W, C] array (C = 1 or 3) as PNG."""
+def png_bytes(array: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """A uint8 [H, W, C] array (C = 1 or 3) as PNG, with ``text`` in tEXt chunks (key -> value)."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    info = PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(Path(path), buf.getvalue())
+    img.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
 
 
-def save_grid(path: Path, images: torch.Tensor, labels: torch.Tensor | None = None, ncol: int | None = None) -> None:
+def save_png(path: Path, array: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Atomically write a uint8 [H, W, C] array (C = 1 or 3) as PNG, with ``text`` chunks."""
+    atomic_write_bytes(Path(path), png_bytes(array, text))
+
+
+def save_grid(path: Path, images: torch.Tensor, labels: torch.Tensor | None = None, ncol: int | None = None,
+              text: dict[str, str] | None = None) -> None:
     """Write a sample grid PNG; with labels, one row per class. Small images are upscaled to be visible."""
     if labels is not None and len(labels.unique()) > 1:
         per_class = int(torch.bincount(labels).max())
         images, ncol = class_rows(images, labels), ncol or per_class
     scale = max(1, 64 // images.shape[-1])
-    save_png(path, make_grid(images, ncol, scale=scale))
+    save_png(path, make_grid(images, ncol, scale=scale), text)
 
 
 # Images a user hands us are checked against this before decoding: 64 megapixels is far beyond any model here,
@@ -68,18 +78,19 @@ def read_image(path: Path, gray: bool | None, what: str = "image", max_pixels: i
 
     from .errors import UserError
 
+    where = f"{what} {path}" if isinstance(path, (str, Path)) else what  # path may be an in-memory upload
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > max_pixels or w < 1 or h < 1:
-                    raise UserError(f"{what} {path} is {w}x{h} pixels; at most {max_pixels:,} pixels are read")
+                    raise UserError(f"{where} is {w}x{h} pixels; at most {max_pixels:,} pixels are read")
                 im.load()
                 return _to_uint8_array(im, gray, what, path)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
-        raise UserError(f"cannot read {what} {path}: {type(e).__name__}: {str(e)[:160]}") from None
+        raise UserError(f"cannot read {where}: {type(e).__name__}: {str(e)[:160]}") from None
 
 
 def _to_uint8_array(im, gray: bool | None, what: str, path: Path) -> np.ndarray:

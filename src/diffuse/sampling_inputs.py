@@ -15,9 +15,19 @@ from .images import read_images
 from .model import ModelConfig
 
 
-def _check_size(images: torch.Tensor, size: int, what: str, path: Path) -> None:
+def _check_size(images: torch.Tensor, size: int, what: str, path: Path | torch.Tensor) -> None:
     if tuple(images.shape[-2:]) != (size, size):
-        raise UserError(f"{what} {path} is {images.shape[-1]}x{images.shape[-2]}, but this model needs {size}x{size}")
+        where = "" if isinstance(path, torch.Tensor) else f" {path}"
+        raise UserError(f"{what}{where} is {images.shape[-1]}x{images.shape[-2]}, but this model needs {size}x{size}")
+
+
+def _images(source: Path | torch.Tensor, channels: int, what: str) -> torch.Tensor:
+    """uint8 [N, C, H, W] from a file, or a tensor already read (checked for its channel count)."""
+    if not isinstance(source, torch.Tensor):
+        return read_images(source, channels, what)
+    if source.ndim != 4 or source.dtype != torch.uint8 or source.shape[1] != channels:
+        raise UserError(f"{what}: expected uint8 images [N, {channels}, H, W], got {source.dtype} {list(source.shape)}")
+    return source
 
 
 @dataclass
@@ -30,12 +40,17 @@ class Conditions:
     notes: list[str] = field(default_factory=list)  # what the prompts were mapped to (text/retrieval.py)
     edit: object | None = None  # editing.Edit
     lowres: torch.Tensor | None = None  # [n, C, h, w] in [-1, 1]
+    negative: object | None = None  # text models: the negative prompt's condition (TextRows of n rows)
+    negative_prompt: str | None = None
 
     def slice_labels(self, lo: int, hi: int):
         return self.labels[lo:hi] if self.labels is not None else None
 
     def slice_text(self, lo: int, hi: int):
         return None if self.text is None else self.text.shard(lo, hi)
+
+    def slice_negative(self, lo: int, hi: int):
+        return None if self.negative is None else self.negative.shard(lo, hi)
 
     def slice_edit(self, lo: int, hi: int):
         from .editing import Edit
@@ -48,14 +63,15 @@ class Conditions:
 
 
 def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str], prompts_file: Path | None,
-               init: Path | None, strength: float, mask: Path | None, resample: int,
+               init: Path | torch.Tensor | None, strength: float, mask: Path | torch.Tensor | None, resample: int,
                run: Path | None = None, nearest_caption: bool = True, mod=None, shape: tuple[int, ...] | None = None,
-               keep: tuple[tuple[float, float], ...] | None = None) -> Conditions:
+               keep: tuple[tuple[float, float], ...] | None = None, negative: str | None = None) -> Conditions:
     """Everything `sample` conditions on, checked against the model. Text models condition on each prompt's
     nearest training caption of ``run`` (text/retrieval.py) unless ``nearest_caption`` is off. ``mod`` (the run's
     modality) reads ``init`` at ``shape`` (the shape sampled, default the model's); ``keep`` = (a, b): keep the
     init's spans [a, b) of the last axis (fractions of its length) and generate the rest (audio continuation and
-    inpainting in time)."""
+    inpainting in time). ``init`` and ``mask`` are files, or tensors already read (the Python API): the init as uint8
+    [N, C, H, W] images, the mask as uint8 [N, 1, H, W] (255 = keep). ``negative``: a text model's negative prompt."""
     from .modalities import modality_of
 
     mod = mod or modality_of(mcfg)
@@ -80,7 +96,7 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         if mask is not None or strength != 1.0 or prompts:
             raise UserError("a super-resolution model takes only --init (the low-res image)")
         f = mcfg.net.lowres_factor
-        lr = read_images(init, c_img, "low-res image")
+        lr = _images(init, c_img, "low-res image")
         _check_size(lr, size // f, "low-res image", init)
         lr = to_model_space(lr)
         return Conditions(n=len(lr) if len(lr) > 1 else n, lowres=lr if len(lr) > 1 else lr.expand(n, -1, -1, -1))
@@ -94,13 +110,22 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
 
             prompts = default_prompts(mcfg)
         texts = prompts
-        if run is not None and given:  # the default prompts are training captions already
-            from .text.retrieval import snap_prompts
+        from .text.retrieval import snap_prompts
 
+        if run is not None and given:  # the default prompts are training captions already
             texts, out.notes = snap_prompts(prompts, run, mcfg, nearest_caption)
         out.text, out.prompt_rows = prompt_cond(texts, n, mcfg.text_encoder)
         out.prompts = prompts
+        if negative is not None:
+            neg = [negative]
+            if run is not None:
+                neg, lines = snap_prompts(neg, run, mcfg, nearest_caption)
+                out.notes += [f"negative {line}" for line in lines]
+            out.negative = prompt_cond(neg, n, mcfg.text_encoder)[0]
+            out.negative_prompt = negative
     else:
+        if negative is not None:
+            raise UserError(f"--negative-prompt needs a text model; this one is cond={mcfg.cond}")
         out.labels = round_robin_labels(n, mcfg.num_classes, label)
     if mask is not None and init is None:
         raise UserError("--mask needs --init (the image to inpaint)")
@@ -112,14 +137,14 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         return out
     from .editing import Edit
 
-    x = mod.read(init, "init", shape)  # model space [N, *shape]
+    x = to_model_space(_images(init, c_img, "init image")) if isinstance(init, torch.Tensor) else mod.read(init, "init", shape)  # model space [N, *shape]
     if tuple(x.shape[1:]) != shape:
         raise UserError(f"init {init} is {'x'.join(map(str, x.shape[2:]))}, but this model needs {'x'.join(map(str, shape[1:]))}")
     if len(x) not in (1, n):
         raise UserError(f"--init holds {len(x)} images; give one, or --n {len(x)}")
     m = None
     if mask is not None:
-        mk = read_images(mask, 1, "mask")
+        mk = _images(mask, 1, "mask")
         _check_size(mk, size, "mask", mask)
         if len(mk) not in (1, len(x)):
             raise UserError(f"--mask holds {len(mk)} masks for {len(x)} images")
@@ -133,14 +158,15 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
     return out
 
 
-def write_samples(out: Path, x: torch.Tensor, c: Conditions, mod, class_names: list[str] | None = None) -> str:
+def write_samples(out: Path, x: torch.Tensor, c: Conditions, mod, class_names: list[str] | None = None,
+                  params: dict | None = None) -> str:
     """Model-space samples written by the run's modality (a PNG grid or .npz of images; WAVs, a spectrogram grid or
     .npz of audio), with labels or prompts."""
     from .modalities import Meta
 
     rows = c.labels if c.labels is not None else c.prompt_rows
     prompts = None if c.prompts is None else [c.prompts[i] for i in c.prompt_rows.tolist()]
-    return mod.write(x, out, Meta(c.labels, prompts, rows, class_names))
+    return mod.write(x, out, Meta(c.labels, prompts, rows, class_names, params))
 
 
 def time_mask(total: float | None, keep_seconds: float | None, inpaint: str | None) -> tuple[tuple[float, float], ...] | None:

@@ -15,7 +15,7 @@ import torch
 from ..audio.mel import MelConfig, MelFrontEnd
 from ..audio.vocoder import get_vocoder
 from ..errors import UserError
-from .base import Meta, Modality
+from .base import Meta, Modality, params_text
 
 DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv", "refine": 100}
 
@@ -69,7 +69,25 @@ class AudioModality(Modality):
         return torch.from_numpy((rgb * 255).round().astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
 
     # files
-    def write_items(self, x: torch.Tensor, paths: list[Path]) -> None:
+    def items(self, x: torch.Tensor) -> list[Any]:
+        """float32 waveforms [samples] at ``self.mel.sample_rate``."""
+        return [w.numpy().astype(np.float32) for w in self.decode(x)]
+
+    def web_outputs(self, gr: Any) -> list[Any]:
+        return [gr.Audio(label="First clip", type="filepath", interactive=False),
+                gr.Gallery(label="Spectrograms", columns=4, object_fit="contain", height="auto")]
+
+    def web_values(self, x: torch.Tensor, files: list[Path], captions: list[str]) -> list[Any]:
+        from ..images import make_grid, save_png
+
+        pics = []
+        for f, pic in zip(files, self.preview(x)):
+            png = Path(f).with_suffix(".png")
+            save_png(png, make_grid(pic[None], 1, pad=0, scale=2))
+            pics.append(png)
+        return [str(files[0]), [(str(p), c) for p, c in zip(pics, captions)]]
+
+    def write_items(self, x: torch.Tensor, paths: list[Path], params: list[dict[str, Any]] | None = None) -> None:
         from ..audio.wav import wav_bytes
         from ..checkpoint import atomic_write_bytes
 
@@ -91,7 +109,7 @@ class AudioModality(Modality):
         self.check_out(out, len(x))
         sr = self.mel.sample_rate
         if out.suffix == ".png":
-            save_grid(out, self.preview(x), meta.rows)
+            save_grid(out, self.preview(x), meta.rows, text=params_text(meta.params))
             return f"wrote the spectrograms of {len(x)} samples to {out}"
         waves = self.decode(x)  # [N, samples]
         if out.suffix == ".wav":

@@ -20,6 +20,14 @@ class Meta:
     prompts: list[str] | None = None
     rows: torch.Tensor | None = None
     class_names: list[str] | None = None
+    params: dict[str, Any] | None = None  # how they were made (api.py), stored in PNGs
+
+
+def params_text(params: dict[str, Any] | None) -> dict[str, str] | None:
+    """A PNG text chunk of generation parameters (api.PARAMS_KEY -> JSON)."""
+    import json
+
+    return None if params is None else {"diffuse": json.dumps(params, sort_keys=True)}
 
 
 class Modality:
@@ -47,8 +55,21 @@ class Modality:
         """An input file (editing's init) as model-space [N, *shape] (``shape``: what the model samples)."""
         raise NotImplementedError
 
-    def write_items(self, x: torch.Tensor, paths: list[Path]) -> None:
-        """One file per model-space sample (synth), each written atomically."""
+    def write_items(self, x: torch.Tensor, paths: list[Path], params: list[dict[str, Any]] | None = None) -> None:
+        """One file per model-space sample (synth, the web page), each written atomically, with its parameters
+        where the format holds text."""
+        raise NotImplementedError
+
+    def items(self, x: torch.Tensor) -> list[Any]:
+        """One Python object per model-space sample (the Python API): a PIL image, a waveform, ..."""
+        raise NotImplementedError
+
+    def web_outputs(self, gr: Any) -> list[Any]:
+        """The web page's output widgets for this modality (Gradio components, built inside the page's Blocks)."""
+        raise NotImplementedError
+
+    def web_values(self, x: torch.Tensor, files: list[Path], captions: list[str]) -> list[Any]:
+        """The values of ``web_outputs`` for samples ``x``, written one per file in ``files`` (``write_items``)."""
         raise NotImplementedError
 
     def check_out(self, out: Path, n: int | None = None) -> None:

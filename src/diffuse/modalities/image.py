@@ -11,7 +11,7 @@ import torch
 
 from ..pixels import to_model_space, to_uint8
 from ..errors import UserError
-from .base import Meta, Modality
+from .base import Meta, Modality, params_text
 
 
 class ImageModality(Modality):
@@ -31,11 +31,23 @@ class ImageModality(Modality):
     def preview(self, x: torch.Tensor) -> torch.Tensor:
         return to_uint8(x)
 
-    def write_items(self, x: torch.Tensor, paths: list[Path]) -> None:
+    def write_items(self, x: torch.Tensor, paths: list[Path], params: list[dict[str, Any]] | None = None) -> None:
         from ..images import save_png
 
-        for img, path in zip(to_uint8(x), paths):
-            save_png(path, img.permute(1, 2, 0).numpy())
+        for i, (img, path) in enumerate(zip(to_uint8(x), paths)):
+            save_png(path, img.permute(1, 2, 0).numpy(), params_text(params[i] if params else None))
+
+    def items(self, x: torch.Tensor) -> list[Any]:
+        """PIL images (mode L or RGB)."""
+        from PIL import Image
+
+        return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in to_uint8(x).permute(0, 2, 3, 1).numpy()]
+
+    def web_outputs(self, gr: Any) -> list[Any]:
+        return [gr.Gallery(label="Result", columns=4, object_fit="contain", height="auto", format="png")]
+
+    def web_values(self, x: torch.Tensor, files: list[Path], captions: list[str]) -> list[Any]:
+        return [[(str(f), c) for f, c in zip(files, captions)]]
 
     def check_out(self, out: Path, n: int | None = None) -> None:
         if Path(out).suffix not in (".png", ".npz"):
@@ -50,7 +62,7 @@ class ImageModality(Modality):
         self.check_out(out)
         images = to_uint8(x)
         if out.suffix == ".png":
-            save_grid(out, images, meta.rows)
+            save_grid(out, images, meta.rows, text=params_text(meta.params))
             return f"wrote {len(x)} samples to {out}"
         arrays = {"images": images.permute(0, 2, 3, 1).numpy()}
         if meta.labels is not None:
