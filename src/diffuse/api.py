@@ -229,7 +229,7 @@ def as_images(obj: ImageLike, channels: int, what: str = "image") -> torch.Tenso
             raise UserError(f"{what} is {w}x{h} pixels; at most {MAX_INPUT_PIXELS:,} are read")
         arr = np.asarray(obj.convert("L" if channels == 1 else "RGB"))
     elif isinstance(obj, (np.ndarray, torch.Tensor)):
-        arr = np.asarray(obj)
+        arr = np.array(obj)  # a copy: the caller's array may be read-only or change later
         if arr.dtype != np.uint8:
             raise UserError(f"{what}: expected a uint8 array, got {arr.dtype}")
     else:

@@ -38,6 +38,7 @@ class Modality:
     metrics: tuple[str, ...] = ()  # what `diffuse eval --metrics` can score for this modality
     features: tuple[str, ...] = ("classifier",)  # the feature nets `diffuse eval --features` can use
     item_suffix = ""  # one sample's file in a synthetic dataset (synth)
+    edits_pictures = False  # its inputs for editing (init, mask, low-res) are pictures: the page offers the image editors
 
     def spec(self) -> dict[str, Any]:
         """The JSON record that rebuilds this modality (stored in RUN/config.json)."""

@@ -20,6 +20,7 @@ class ImageModality(Modality):
     metrics = ("fid", "kid", "pr", "acc", "cas", "bpd")
     features = ("classifier", "inception")
     item_suffix = ".png"
+    edits_pictures = True
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "ImageModality":
@@ -44,7 +45,8 @@ class ImageModality(Modality):
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in to_uint8(x).permute(0, 2, 3, 1).numpy()]
 
     def web_outputs(self, gr: Any) -> list[Any]:
-        return [gr.Gallery(label="Result", columns=4, object_fit="contain", height="auto", format="png")]
+        return [gr.Gallery(label="Result", columns=4, object_fit="contain", height="auto", format="png",
+                           elem_id="results", elem_classes=["results"])]
 
     def web_values(self, x: torch.Tensor, files: list[Path], captions: list[str]) -> list[Any]:
         return [[(str(f), c) for f, c in zip(files, captions)]]

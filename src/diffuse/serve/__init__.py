@@ -19,6 +19,8 @@ from .jobs import Limits
 # Set before Gradio is imported: no telemetry, no Hugging Face Hub calls.
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "GRADIO_SSR_MODE": "False"}
+# Samples are small (28x28 for the default recipe): show them scaled up with sharp pixels, not blurred.
+CSS = ".results img, #history img {image-rendering: pixelated; min-width: 112px}"
 
 
 def run_names(paths: list[Path]) -> dict[str, Path]:
@@ -56,7 +58,7 @@ def build_app(runs: dict[str, Any], limits: Limits, work_dir: Path) -> tuple[Any
     # System fonts only: Gradio's default theme would fetch Google Fonts, and the page must work offline.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     page = build_page(jobs, gr)
-    app = gr.mount_gradio_app(app, page, path="/", theme=theme, ssr_mode=False, show_error=True,
+    app = gr.mount_gradio_app(app, page, path="/", theme=theme, css=CSS, ssr_mode=False, show_error=True,
                               footer_links=[], allowed_paths=[], max_file_size=64 << 20)
     return app, jobs
 

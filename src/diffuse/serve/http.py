@@ -67,7 +67,7 @@ def run_info(name: str, run: Any) -> dict[str, Any]:
     """What a client needs to build a request for a run (and the page its controls)."""
     return {"name": name, "modality": run.modality.name, "cond": run.cond, "task": run.task,
             "classes": run.class_names if run.cond == "class" else [], "shape": list(run.config.image_shape),
-            "defaults": run.defaults()}
+            "defaults": run.defaults(), "edits_pictures": run.modality.edits_pictures}
 
 
 def add_routes(app: FastAPI, jobs: Jobs) -> None:
@@ -78,6 +78,8 @@ def add_routes(app: FastAPI, jobs: Jobs) -> None:
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
             return _error(413, f"request body over {MAX_BODY >> 20} MiB")
+        if size is None and request.url.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
+            return _error(411, "send a Content-Length header (bodies are capped at {} MiB)".format(MAX_BODY >> 20))
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)

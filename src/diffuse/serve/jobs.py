@@ -102,6 +102,8 @@ class Request:
         c, *hw = run.config.image_shape
         if run.task == "superres":
             hw = [a // run.config.net.lowres_factor for a in hw]
+        if (self.init is not None or self.mask is not None) and not run.modality.edits_pictures:
+            raise UserError(f"init and mask images are for image runs; {self.run!r} makes {run.modality.name}")
         if self.init is not None:
             kw["init"] = fit(self.init, c, hw, "init image", limits.max_input_pixels)
             if run.task != "superres":

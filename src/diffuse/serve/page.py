@@ -24,7 +24,7 @@ HISTORY = 48  # pictures kept in a session's gallery
 def _controls(info: dict[str, Any], mode: str, gr: Any, modalities: list[str]) -> list[Any]:
     """Visibility and values of the controls that depend on the run (and the editing mode)."""
     text, cls, sr = info["cond"] == "text", info["cond"] == "class", info["task"] == "superres"
-    image = info["modality"] == "image"
+    image = info["edits_pictures"]
     d = info["defaults"]
     return [gr.update(visible=text), gr.update(visible=text),
             gr.update(visible=cls, choices=["(round robin)", *info["classes"]], value="(round robin)"),
