@@ -15,6 +15,18 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """Two tiny 8x8 digit runs trained for 40 steps through the CLI, {"class": dir, "text": dir} (test_api, test_serve)."""
+    from cli_helpers import diffuse as cli
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    for cond in ("class", "text"):
+        cli("train", "--data", "digits", "--cond", cond, "--steps", "40", "--batch-size", "32", "--preset", "tiny",
+            "--sample-every", "1000", "--out", root / cond)
+    return {c: root / c for c in ("class", "text")}
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fuzzing harness's case count and findings (tests/fuzz_harness.py), when it ran."""
     import sys

@@ -5,7 +5,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from cli_helpers import diffuse as cli
 
 import diffuse
 from diffuse.api import as_images, sample_kwargs
@@ -13,12 +12,8 @@ from diffuse.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    for cond in ("class", "text"):
-        cli("train", "--data", "digits", "--cond", cond, "--steps", "40", "--batch-size", "32", "--preset", "tiny",
-            "--sample-every", "1000", "--out", root / cond)
-    return {c: diffuse.load(root / c) for c in ("class", "text")}
+def runs(tiny_runs):
+    return {c: diffuse.load(d) for c, d in tiny_runs.items()}
 
 
 def test_sample_items_and_reproduction_from_the_png(runs, tmp_path):

@@ -90,6 +90,8 @@ def read_image(path: Path, gray: bool | None, what: str = "image", max_pixels: i
                 return _to_uint8_array(im, gray, what, path)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
+        if isinstance(e, UnidentifiedImageError):  # its message names a file object, not the user's file
+            raise UserError(f"cannot read {where}: not an image format Pillow reads (PNG, JPEG, WebP, ...)") from None
         raise UserError(f"cannot read {where}: {type(e).__name__}: {str(e)[:160]}") from None
 
 

@@ -58,7 +58,7 @@ def build_app(runs: dict[str, Any], limits: Limits, work_dir: Path) -> tuple[Any
     # System fonts only: Gradio's default theme would fetch Google Fonts, and the page must work offline.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     page = build_page(jobs, gr)
-    app = gr.mount_gradio_app(app, page, path="/", theme=theme, css=CSS, ssr_mode=False, show_error=True,
+    app = gr.mount_gradio_app(app, page, path="/", theme=theme, css=CSS, ssr_mode=False, show_error=False,
                               footer_links=[], allowed_paths=[], max_file_size=64 << 20)
     return app, jobs
 
@@ -83,4 +83,5 @@ def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 7860, limit
             log(f"warning: serving on {host}: anyone who can reach this address can use the page and the API")
         log(f"serving {', '.join(runs)} on http://{'[' + host + ']' if ':' in host else host}:{port}/ "
             f"(API: /api/runs, /api/jobs; docs: /api/docs)")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # A browser tab keeps a connection open: Ctrl-C must not wait for it to close.
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)

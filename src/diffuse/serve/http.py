@@ -83,7 +83,9 @@ def add_routes(app: FastAPI, jobs: Jobs) -> None:
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_request(_request: Request, exc: RequestValidationError):
+    async def bad_request(request: Request, exc: RequestValidationError):
+        if "json" not in request.headers.get("content-type", ""):
+            return _error(400, "bad request: send a JSON object with the header Content-Type: application/json")
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
         return _error(400, f"bad request: {where}: {first.get('msg', 'invalid')}")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..samplers import SAMPLERS
 
 
 class Busy(Exception):
@@ -95,6 +96,13 @@ class Request:
         """Run.sample's arguments, with uploaded images decoded (size-checked first) and resized to the run's size."""
         kw: dict[str, Any] = {"n": self.n, "sampler": self.sampler or None, "steps": self.steps, "guidance": self.guidance,
                               "seed": self.seed, "label": self.label if self.label not in ("", None) else None}
+        if kw["label"] is not None:  # checked now, so a bad one is a 400 and not a failed job
+            from ..generate import round_robin_labels
+
+            kw["label"] = run.label_index(kw["label"])
+            round_robin_labels(1, len(run.class_names) if run.cond == "class" else 0, kw["label"])
+        if kw["sampler"] is not None and kw["sampler"] not in SAMPLERS:
+            raise UserError(f"unknown sampler {kw['sampler']!r}; one of {', '.join(SAMPLERS)}")
         if self.prompt and self.prompt.strip():
             kw["prompt"] = self.prompt
         if self.negative_prompt and self.negative_prompt.strip():
@@ -250,6 +258,9 @@ class Jobs:
                 self._finish(job, "cancelled", str(e))
             except UserError as e:
                 self._finish(job, "failed", str(e))
+            except OSError as e:  # a full disk, a removed work folder: this job fails, the server goes on
+                shutil.rmtree(self.out_dir / job.id, ignore_errors=True)
+                self._finish(job, "failed", f"could not write the results: {e.strerror or e}")
             except Exception as e:  # noqa: BLE001 - a bug must not kill the worker; the job says what happened
                 self._finish(job, "failed", f"internal error: {type(e).__name__}: {str(e)[:200]}")
 
@@ -258,7 +269,7 @@ class Jobs:
         files = samples.save_items(folder)
         job.captions = [caption(samples, i, run) for i in range(len(samples))]
         job.values = run.modality.web_values(samples.x, files, job.captions)
-        job.preview = [p for p in folder.glob("*.png")] or files
+        job.preview = sorted(folder.glob("*.png")) or files
         samples.save(folder / "samples.npz")
         job.files = files + [folder / "samples.npz"]
         job.params = samples.params

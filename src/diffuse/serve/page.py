@@ -21,44 +21,72 @@ MAX_UPLOAD_BYTES = 64 << 20
 HISTORY = 48  # pictures kept in a session's gallery
 
 
-def _controls(info: dict[str, Any], mode: str, gr: Any, modalities: list[str]) -> list[Any]:
-    """Visibility and values of the controls that depend on the run (and the editing mode)."""
+def _controls(info: dict[str, Any], mode: str, gr: Any, modalities: list[str], new_run: bool = True) -> list[Any]:
+    """Visibility and values of the controls that depend on the run and the editing mode. The run's defaults (class
+    list, steps, guidance) are set only when the run changes (``new_run``), so a mode switch keeps the user's picks."""
     text, cls, sr = info["cond"] == "text", info["cond"] == "class", info["task"] == "superres"
     image = info["edits_pictures"]
     d = info["defaults"]
+    keep = gr.update()
     return [gr.update(visible=text), gr.update(visible=text),
-            gr.update(visible=cls, choices=["(round robin)", *info["classes"]], value="(round robin)"),
+            gr.update(visible=cls, choices=["(round robin)", *info["classes"]], value="(round robin)") if new_run
+            else gr.update(visible=cls),
             gr.update(visible=image and not sr, value="generate" if sr or not image else mode),
             gr.update(visible=sr or (image and mode == "img2img"), label="Low-res image" if sr else "Init image"),
             gr.update(visible=image and not sr and mode == "inpaint"),
             gr.update(visible=image and not sr and mode == "img2img"),
-            gr.update(value=d["steps"]), gr.update(value=float(d["guidance"]), interactive=info["cond"] != "none"),
+            gr.update(value=d["steps"]) if new_run else keep,
+            gr.update(value=float(d["guidance"]), interactive=info["cond"] != "none") if new_run else keep,
             *[gr.update(visible=m == info["modality"]) for m in modalities]]
 
 
-def _mask_from_editor(value: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(init uint8 [H, W, 3], mask uint8 [H, W]: 255 = keep, 0 = painted) from an ImageEditor value."""
-    bg = value.get("background")
-    if bg is None:
-        raise UserError("inpainting needs an image: upload one into the editor")
-    bg = np.asarray(bg)
-    keep = np.full(bg.shape[:2], 255, np.uint8)
-    for layer in value.get("layers") or []:
-        layer = np.asarray(layer)
-        if layer.ndim == 3 and layer.shape[:2] == keep.shape:
-            keep[(layer[..., -1] if layer.shape[-1] == 4 else layer.max(-1)) > 0] = 0
-    if keep.all():
-        raise UserError("paint the region to regenerate with the brush first")
-    return (bg[..., :3] if bg.ndim == 3 else bg).astype(np.uint8), keep
+UNREADABLE = "the upload is not an image this page can read (PNG, JPEG, WebP, ...)"
 
 
-def _read_upload(path: str | None) -> bytes | None:
-    if not path:
+def _path(payload: Any) -> Path | None:
+    """The server-side file of a raw upload. Generate takes its inputs unprocessed (preprocess=False): Gradio's own
+    decoding fails on a file Pillow cannot read with an internal message naming server paths, and would fail every
+    later event while the bad file sits in a hidden widget."""
+    if isinstance(payload, dict):
+        payload = payload.get("path")
+    return Path(payload) if payload else None
+
+
+def _read_upload(payload: Any) -> bytes | None:
+    p = _path(payload)
+    if p is None:
         return None
-    p = Path(path)
     if p.stat().st_size > MAX_UPLOAD_BYTES:
         raise UserError(f"the upload is over {MAX_UPLOAD_BYTES >> 20} MiB")
     return p.read_bytes()
+
+
+def _open(payload: Any, mode: str) -> np.ndarray | None:
+    from PIL import Image
+
+    p = _path(payload)
+    if p is None:
+        return None
+    try:
+        with Image.open(p) as im:  # Image.MAX_IMAGE_PIXELS is the server's --max-input-pixels
+            return np.asarray(im.convert(mode))
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds for a bad or oversized file
+        raise UserError(UNREADABLE) from None
+
+
+def _mask_from_editor(value: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(init uint8 [H, W, 3], mask uint8 [H, W]: 255 = keep, 0 = painted) from a raw ImageEditor value."""
+    bg = _open(value.get("background"), "RGB")
+    if bg is None:
+        raise UserError("inpainting needs an image: upload one into the editor")
+    keep = np.full(bg.shape[:2], 255, np.uint8)
+    for layer in value.get("layers") or []:
+        layer = _open(layer, "RGBA")
+        if layer is not None and layer.shape[:2] == keep.shape:
+            keep[layer[..., 3] > 0] = 0
+    if keep.all():
+        raise UserError("paint the region to regenerate with the brush first")
+    return bg, keep
 
 
 def build_page(jobs: Jobs, gr: Any) -> Any:
@@ -75,15 +103,21 @@ def build_page(jobs: Jobs, gr: Any) -> Any:
         with gr.Row():
             with gr.Column(scale=1):
                 run = gr.Dropdown(names, value=names[0], label="Run", visible=len(names) > 1, elem_id="run")
-                prompt = gr.Textbox(label="Prompt", elem_id="prompt", lines=1)
-                negative = gr.Textbox(label="Negative prompt", elem_id="negative", lines=1)
-                label = gr.Dropdown(["(round robin)"], value="(round robin)", label="Class", elem_id="label")
-                mode = gr.Radio(list(MODES), value="generate", label="Mode", elem_id="mode")
-                init = gr.Image(type="filepath", label="Init image", sources=["upload"], elem_id="init")
+                # Built with the first run's visibility: the image editor fails to start (a Gradio 6 client error)
+                # when page.load hides it while it is still initialising.
+                text, sr = first["cond"] == "text", first["task"] == "superres"
+                prompt = gr.Textbox(label="Prompt", elem_id="prompt", lines=1, visible=text)
+                negative = gr.Textbox(label="Negative prompt", elem_id="negative", lines=1, visible=text)
+                label = gr.Dropdown(["(round robin)"], value="(round robin)", label="Class", elem_id="label",
+                                    visible=first["cond"] == "class")
+                mode = gr.Radio(list(MODES), value="generate", label="Mode", elem_id="mode",
+                                visible=first["edits_pictures"] and not sr)
+                init = gr.Image(type="filepath", label="Init image", sources=["upload"], elem_id="init",
+                                visible=sr)
                 editor = gr.ImageEditor(type="numpy", label="Paint the region to regenerate", elem_id="editor",
                                         sources=["upload"], brush=gr.Brush(colors=["#ff0000"], default_size=6),
-                                        layers=False)
-                strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength", elem_id="strength")
+                                        layers=False, visible=False)
+                strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength", elem_id="strength", visible=False)
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id="seed")
                     dice = gr.Button("Random seed", elem_id="dice", size="sm")
@@ -103,15 +137,13 @@ def build_page(jobs: Jobs, gr: Any) -> Any:
                         comps = mods[m].web_outputs(gr)
                     outputs.append((m, group, comps))
                 status = gr.Markdown(elem_id="status")
-                files = gr.Files(label="Downloads", elem_id="downloads")
+                files = gr.Files(label="Downloads", elem_id="downloads", interactive=False)
                 history = gr.Gallery(label="This session", columns=6, height="auto", elem_id="history")
 
         dependent = [prompt, negative, label, mode, init, editor, strength, steps, guidance, *[g for _, g, _ in outputs]]
-        def controls(r, m):
-            return _controls(infos[r], m, gr, order)
-
-        for event in (run.change, mode.change, page.load):
-            event(controls, [run, mode], dependent, queue=False)
+        for event in (run.change, page.load):
+            event(lambda r, m: _controls(infos[r], m, gr, order), [run, mode], dependent, queue=False)
+        mode.change(lambda r, m: _controls(infos[r], m, gr, order, new_run=False), [run, mode], dependent, queue=False)
         dice.click(lambda: random.randrange(2**31), None, seed)
 
         flat = [c for _, _, comps in outputs for c in comps]
@@ -148,12 +180,14 @@ def build_page(jobs: Jobs, gr: Any) -> Any:
             pr = job.params
             line = (f"**{len(job.captions)} samples** from `{r}`: {pr['sampler']}, {pr['steps']} steps, "
                     f"guidance {pr['guidance']:g}, seed {pr['seed']}" + (f", prompt \"{pr['prompt']}\"" if pr.get("prompt") else "")
-                    + (f", negative \"{pr['negative_prompt']}\"" if pr.get("negative_prompt") else ""))
+                    + (f", negative \"{pr['negative_prompt']}\"" if pr.get("negative_prompt") else "")
+                    + (f", class {info['classes'][pr['label']]}" if pr.get("label") is not None else ""))
             time.sleep(0)  # let the last progress event out before the result
             return [*vals, line, [str(f) for f in job.files], history_items, s]
 
         go.click(generate, [run, mode, prompt, negative, label, init, editor, strength, sampler, steps, guidance, seed, n,
-                            state], [*flat, status, files, history, state], concurrency_limit=lim.max_queue + 2)
+                            state], [*flat, status, files, history, state], concurrency_limit=lim.max_queue + 2,
+                 preprocess=False)
 
         def cancel(s):
             if not s.get("job"):
