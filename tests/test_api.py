@@ -27,6 +27,8 @@ def test_sample_items_and_reproduction_from_the_png(runs, tmp_path):
     assert p["first"] == 3 and p["n"] == 1 and p["seed"] == 7
     again = run.sample(**sample_kwargs(p))  # one sample from the file's parameters alone
     torch.testing.assert_close(again.x, s.x[3:4], atol=1e-5, rtol=0)
+    torch.testing.assert_close(run.remake(paths[3]).x, s.x[3:4], atol=1e-5, rtol=0)
+    torch.testing.assert_close(run.remake(paths[3].read_bytes(), first=2).x, s.x[2:3], atol=1e-5, rtol=0)
     assert not torch.allclose(again.x, s.x[2:3], atol=1e-2)
     assert "wrote 5" in s.save(tmp_path / "grid.png") and diffuse.read_params(tmp_path / "grid.png")["n"] == 5
 
@@ -114,3 +116,23 @@ def test_jobs_forget_old_results_and_their_files(runs, tmp_path):
                         (Request(run="r", mask=b"x"), "mask needs an init")):
         with pytest.raises(UserError, match=needle):
             jobs.submit(bad)
+
+
+def test_prompt_and_negative_prompt_of_different_lengths(runs):
+    """Guidance runs prompt and negative prompt as one batch: text of different token counts is padded with masked
+    tokens, and the padded batch gives each row exactly what it gives alone."""
+    from diffuse.cond import Cond
+    from diffuse.text.bank import CaptionBank
+
+    run = runs["text"]
+    texts = ("a three", "a seven with a line through its middle, written slowly")
+    conds = [Cond(text=(b := CaptionBank.build([t], run.config.text_encoder, cache=False)).cond(b.index([t, t])))
+             for t in texts]
+    assert conds[0].text["tokens"].shape[1] < conds[1].text["tokens"].shape[1]
+    x, s = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.full((2,), 0.7)
+    with torch.no_grad():
+        both = run.model(torch.cat([x, x]), torch.cat([s, s]), conds[0].cat(conds[1]))
+        alone = torch.cat([run.model(x, s, c) for c in conds])
+    torch.testing.assert_close(both, alone, atol=1e-5, rtol=1e-5)
+    out = run.sample(n=2, steps=3, prompt=texts[0], negative_prompt=texts[1], guidance=3.0, nearest_caption=False)
+    assert torch.isfinite(out.x).all() and out.params["negative_prompt"] == texts[1]

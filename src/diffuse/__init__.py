@@ -4,6 +4,7 @@ The public Python API (api.py), imported on first use so that `import diffuse` s
 
     run = diffuse.load("runs/fmnist")
     run.sample(n=16, label="sneaker").save("grid.png")
+    run.remake("grid.png", seed=2)           # what made a PNG, with one thing changed
 """
 
 from typing import Any

@@ -181,6 +181,12 @@ class Run:
             raise UserError(f"{self.name} is not a super-resolution run")
         return self.sample(init=lowres, **kwargs)
 
+    def remake(self, source: str | Path | bytes | dict[str, Any], **overrides: Any) -> Samples:
+        """Sample again from what made a PNG (its path or bytes) or a parameter dict (``Samples.params``), with
+        ``overrides`` (e.g. ``seed=``, ``steps=``) changed; edits need their init passed again."""
+        params = source if isinstance(source, dict) else read_params(source)
+        return self.sample(**{**sample_kwargs(params), **overrides})
+
     def generate(self, c: Any, scfg: Any, lo: int, hi: int, first: int = 0,
                  on_step: Callable[[int, int], None] | None = None,
                  progress: Callable[[int], None] | None = None, shape: tuple[int, ...] | None = None,
@@ -217,10 +223,17 @@ def load(run: str | Path, device: str | torch.device = "cpu") -> Run:
 def as_images(obj: ImageLike, channels: int, what: str = "image") -> torch.Tensor:
     """uint8 [N, channels, H, W] from a PIL image, a uint8 array ([H, W], [H, W, C] or [N, H, W, C]), encoded image
     bytes or a file path; too large, corrupt or wrongly typed inputs are one UserError line."""
-    from .images import MAX_INPUT_PIXELS, read_image, read_images
+    from .images import read_images
 
     if isinstance(obj, (str, Path)):
         return read_images(Path(obj), channels, what)
+    return torch.from_numpy(as_pixels(obj, channels, what)).permute(0, 3, 1, 2).contiguous()
+
+
+def as_pixels(obj: ImageLike, channels: int, what: str = "image") -> np.ndarray:
+    """``as_images`` without torch (Pillow and numpy only; not paths): uint8 [N, H, W, channels]."""
+    from .images import MAX_INPUT_PIXELS, read_image
+
     if isinstance(obj, (bytes, bytearray)):
         arr = read_image(io.BytesIO(bytes(obj)), channels == 1, what)  # type: ignore[arg-type]
     elif hasattr(obj, "mode") and hasattr(obj, "size"):  # a PIL image
@@ -249,7 +262,7 @@ def as_images(obj: ImageLike, channels: int, what: str = "image") -> torch.Tenso
             arr = np.repeat(arr, 3, axis=-1)
         if arr.shape[-1] != channels:
             raise UserError(f"{what}: expected {channels} channel(s), got {arr.shape[-1]}")
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
+    return np.ascontiguousarray(arr)
 
 
 def read_params(png: str | Path | bytes) -> dict[str, Any]:

@@ -49,7 +49,13 @@ class Cond:
         def both(a, b):
             if a is None:
                 return None
-            return {k: torch.cat([a[k], b[k]]) for k in a} if isinstance(a, dict) else torch.cat([a, b])
+            if not isinstance(a, dict):
+                return torch.cat([a, b])
+            # Text from two encodings (a prompt and a negative prompt) may have different token counts: pad the
+            # shorter with masked-out tokens, which cross-attention ignores.
+            n = max(a["tokens"].shape[1], b["tokens"].shape[1])
+            return {k: torch.cat([_pad_tokens(a[k], n), _pad_tokens(b[k], n)]) if k in ("tokens", "mask")
+                    else torch.cat([a[k], b[k]]) for k in a}
 
         return Cond(*(both(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)))
 
@@ -64,3 +70,8 @@ class Cond:
             if t is not None:
                 return len(t)
         return 0
+
+
+def _pad_tokens(t: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, L, ...] -> [B, n, ...] with zeros (False for a mask) appended along the token axis."""
+    return t if t.shape[1] == n else torch.cat([t, t.new_zeros((t.shape[0], n - t.shape[1], *t.shape[2:]))], 1)

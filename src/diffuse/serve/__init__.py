@@ -20,7 +20,7 @@ from .jobs import Limits
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "GRADIO_SSR_MODE": "False"}
 # Samples are small (28x28 for the default recipe): show them scaled up with sharp pixels, not blurred.
-CSS = ".results img, #history img {image-rendering: pixelated; min-width: 112px}"
+CSS = ".results img, #history img {image-rendering: pixelated}"
 
 
 def run_names(paths: list[Path]) -> dict[str, Path]:
@@ -36,7 +36,8 @@ def run_names(paths: list[Path]) -> dict[str, Path]:
 
 
 def build_app(runs: dict[str, Any], limits: Limits, work_dir: Path) -> tuple[Any, Any]:
-    """(FastAPI app with the API and the page mounted at /, the job queue). ``runs``: name -> api.Run."""
+    """(FastAPI app with the API and the page mounted at /, the job queue). ``runs``: name -> api.Run or a function
+    that loads one (in the sampling thread, jobs.py)."""
     os.environ.update(OFFLINE_ENV)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(work_dir) / "gradio"))
     try:
@@ -76,7 +77,7 @@ def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 7860, limit
         raise UserError("name at least one run directory to serve")
     if not 0 < port < 65536:
         raise UserError(f"--port must be from 1 to 65535, got {port}")
-    runs = {name: load(p, device) for name, p in run_names(run_dirs).items()}
+    runs = {name: (lambda p=p: load(p, device)) for name, p in run_names(run_dirs).items()}
     with tempfile.TemporaryDirectory(prefix="diffuse-serve-") as work:
         app, _ = build_app(runs, limits, Path(work))
         if host not in ("127.0.0.1", "localhost", "::1"):

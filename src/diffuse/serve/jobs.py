@@ -1,8 +1,13 @@
-"""Generation jobs behind the web page and the HTTP API: a bounded queue, one worker (one generation at a time) per
-run, per-job progress, cancellation by the job's owner only, a timeout, and a bounded history whose files are deleted
+"""Generation jobs behind the web page and the HTTP API: a bounded queue, one sampling thread (one generation at a
+time), per-job progress, cancellation by the job's owner only, a timeout, and a bounded history whose files are deleted
 as it rolls over (so neither memory nor disk grows with the number of generations).
 
-    jobs = Jobs({"fmnist": diffuse.load("runs/fmnist")}, Limits(), out_dir)
+One thread does all the torch work, loading included: with libgomp (torch's CPU OpenMP), a second thread that has
+run a parallel op makes every later parallel region of the first slower (measured: 0.32 s -> 0.51 s per 4-sample
+call on 2 cores). So runs may be given as loaders, request threads decode uploads with Pillow and numpy only, and the
+sampling thread loads, samples and writes.
+
+    jobs = Jobs({"fmnist": lambda: diffuse.load("runs/fmnist")}, Limits(), out_dir)   # or loaded Run objects
     job = jobs.submit(Request(run="fmnist", n=4, label=3))    # Busy past --max-queue; UserError for a bad request
     jobs.wait(job.id); job.files                              # PNG (with parameters) / WAV per sample, and an .npz
     jobs.cancel(job.id, job.token)
@@ -128,7 +133,7 @@ def fit(obj: Any, channels: int, hw: list[int], what: str, max_pixels: int) -> n
     before it is decoded."""
     from PIL import Image
 
-    from ..api import as_images
+    from ..api import as_pixels
     from ..images import read_image
 
     if isinstance(obj, (bytes, bytearray)):
@@ -137,7 +142,7 @@ def fit(obj: Any, channels: int, hw: list[int], what: str, max_pixels: int) -> n
         arr = np.asarray(obj)
         if arr.ndim < 2 or arr.shape[0] * arr.shape[1] > max_pixels:
             raise UserError(f"{what} is too large or not an image: shape {list(arr.shape)}")
-    x = as_images(arr, channels, what)[0].permute(1, 2, 0).numpy()  # [H, W, C]
+    x = as_pixels(arr, channels, what)[0]  # [H, W, C], no torch: this runs in a request thread (see the top)
     if list(x.shape[:2]) != list(hw):
         im = Image.fromarray(x[..., 0] if channels == 1 else x).resize((hw[1], hw[0]), Image.LANCZOS)
         x = np.asarray(im).reshape(hw[0], hw[1], channels)
@@ -159,6 +164,8 @@ class Job:
     values: list[Any] = field(default_factory=list)  # the modality's web widget values (the page)
     preview: list[Path] = field(default_factory=list)  # one picture per sample (the page's session gallery)
     created: float = field(default_factory=time.time)
+    started: float | None = None  # time.monotonic() when a worker took it
+    seconds: float | None = None  # how long it ran (sampling and writing its files)
     finished_event: threading.Event = field(default_factory=threading.Event)
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
@@ -174,6 +181,7 @@ class Job:
         """The job as the HTTP API shows it (no token, no paths)."""
         return {"id": self.id, "run": self.request.run, "status": self.status, "progress": round(self.progress, 4),
                 "step": self.done, "steps": self.total, "error": self.error, "params": self.params,
+                "seconds": None if self.seconds is None else round(self.seconds, 3),
                 "files": [f"/api/jobs/{self.id}/files/{p.name}" for p in self.files]}
 
 
@@ -181,12 +189,18 @@ class Jobs:
     """The job queue of one server. ``runs``: name -> api.Run; files go under ``out_dir``/<job id>/."""
 
     def __init__(self, runs: dict[str, Any], limits: Limits, out_dir: Path):
-        self.runs, self.limits, self.out_dir = runs, limits, Path(out_dir)
+        """``runs``: name -> api.Run, or a function that loads one (called in the sampling thread). Returns once
+        every run is loaded; a run that fails to load raises its UserError here."""
+        self.limits, self.out_dir = limits, Path(out_dir)
+        self.runs: dict[str, Any] = {}
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
-        self.queues = {name: queue.Queue() for name in runs}
-        for name in runs:
-            threading.Thread(target=self._worker, args=(name,), daemon=True, name=f"diffuse-{name}").start()
+        self.queue: queue.Queue = queue.Queue()
+        loaded, failed = threading.Event(), []
+        threading.Thread(target=self._worker, args=(runs, loaded, failed), daemon=True, name="diffuse-sampler").start()
+        loaded.wait()
+        if failed:
+            raise failed[0]
 
     def pending(self) -> int:
         with self.lock:
@@ -202,7 +216,7 @@ class Jobs:
             job = Job(secrets.token_hex(8), secrets.token_urlsafe(16), req)
             self.jobs[job.id] = job
             self._forget_old()
-        self.queues[req.run].put((job, kwargs))
+        self.queue.put((job, kwargs))
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -233,14 +247,19 @@ class Jobs:
             del self.jobs[j.id]
             shutil.rmtree(self.out_dir / j.id, ignore_errors=True)
 
-    def _worker(self, name: str) -> None:
-        run = self.runs[name]
-        while True:
-            job, kwargs = self.queues[name].get()
+    def _worker(self, runs: dict[str, Any], loaded: threading.Event, failed: list) -> None:
+        try:
+            self.runs = {name: r() if callable(r) else r for name, r in runs.items()}
+        except Exception as e:  # noqa: BLE001 - handed to the constructor's thread
+            failed.append(e)
+        loaded.set()
+        while not failed:
+            job, kwargs = self.queue.get()
+            run = self.runs[job.request.run]
             if job.cancel_event.is_set():
                 self._finish(job, "cancelled", "cancelled before it started")
                 continue
-            job.status = "running"
+            job.status, job.started = "running", time.monotonic()
             deadline = time.monotonic() + self.limits.timeout_s
 
             def on_step(done: int, total: int, job: Job = job, deadline: float = deadline) -> None:
@@ -277,6 +296,8 @@ class Jobs:
     def _finish(self, job: Job, status: str, error: str | None = None) -> None:
         with self.lock:
             job.status, job.error = status, error
+            if job.started is not None:
+                job.seconds = time.monotonic() - job.started
             self._forget_old()
         job.finished_event.set()
 
