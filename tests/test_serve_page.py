@@ -1,11 +1,16 @@
 """The web page of `diffuse serve` in a real browser (Debian's chromium driven by Playwright): generate from a prompt,
 inpaint with the brush, switch runs, bad uploads, and no request leaves the machine.
 
-Set DIFFUSE_PAGE_SCREENSHOT=path.png to keep a screenshot of the page after a generation."""
+The README's screenshot comes from test_readme_screenshot, which runs only when DIFFUSE_README_RUN names a trained
+text run:
+
+    DIFFUSE_README_RUN=runs/fmnist-text pytest tests/test_serve_page.py -k readme    # -> docs/serve_page.png
+"""
 
 import io
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,8 +39,12 @@ def browser():
 
 @pytest.fixture
 def page(server, browser):
+    yield from _page(server, browser)
+
+
+def _page(server, browser, height=1000):
     """A fresh page; fails the test on a JavaScript error or a request to anything but the server."""
-    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page = browser.new_page(viewport={"width": 1200, "height": height})
     outside, errors = [], []
     page.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:")) else outside.append(r.url))
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -73,8 +82,6 @@ def test_generate_from_a_prompt(page, server):
     assert 'prompt "a seven"' in page.inner_text("#status")
     assert page.locator("#history img").count() == 4
     assert page.locator("#downloads").inner_text().count("sample_") == 4
-    if os.environ.get("DIFFUSE_PAGE_SCREENSHOT"):
-        page.screenshot(path=os.environ["DIFFUSE_PAGE_SCREENSHOT"], full_page=True)
 
 
 def test_inpaint_with_the_brush_keeps_the_unpainted_half(page, tmp_path):
@@ -125,3 +132,63 @@ def test_a_bad_upload_is_one_clear_error_and_the_page_goes_on(page, tmp_path):
     imgs = _results(page, 4)
     assert all('"label": 7' in im.text["diffuse"] for im in imgs), imgs[0].text
     assert "class 7" in page.inner_text("#status")
+
+
+@pytest.fixture(scope="module")
+def audio_run(tmp_path_factory):
+    from cli_helpers import diffuse as cli
+
+    from diffuse.data import notes
+
+    if not Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    run = tmp_path_factory.mktemp("audio") / "notes"
+    cli("train", "--data", "notes:22", "--cond", "class", "--steps", "2", "--batch-size", "8", "--out", run)
+    return run
+
+
+def test_an_audio_run_plays_its_wavs_and_shows_spectrograms(audio_run, browser, tmp_path):
+    import soundfile as sf
+
+    with Server([audio_run], tmp_path) as server:
+        pages = _page(server, browser)
+        page = next(pages)
+        assert page.locator("#mode").count() == 0 and page.locator("#results").count() == 0  # no picture widgets
+        page.locator("#label input").click()
+        page.get_by_role("option", name="brass", exact=True).click()
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#spectrograms img').length == 4", timeout=60_000)
+        page.wait_for_selector("#clip audio", state="attached")  # the player
+        page.wait_for_selector("#clip a[href*='.wav']", state="attached")
+        wav = page.request.get(page.locator("#clip a[href*='.wav']").first.get_attribute("href"))  # its download
+        data, sr = sf.read(io.BytesIO(wav.body()))
+        assert sr == 16000 and data.shape == (16000,) and np.isfinite(data).all() and np.abs(data).max() > 0
+        assert page.locator("#downloads").inner_text().count(".wav") == 4
+        assert "class brass" in page.inner_text("#status")
+        next(pages, None)
+
+
+@pytest.mark.skipif(not os.environ.get("DIFFUSE_README_RUN"), reason="set DIFFUSE_README_RUN=RUN to remake the README's screenshot")
+def test_readme_screenshot(browser, tmp_path):
+    """docs/serve_page.png: 8 samples of "a sneaker" with the negative prompt "a sandal" from a real text run."""
+    import diffuse
+
+    run_dir = os.environ["DIFFUSE_README_RUN"]
+    shape = diffuse.load(run_dir).config.image_shape
+    with Server([run_dir], tmp_path) as server:
+        pages = _page(server, browser, height=820)
+        page = next(pages)
+        page.fill("#prompt textarea", "a sneaker")
+        page.fill("#negative textarea", "a sandal")
+        page.get_by_text("Advanced").click()
+        page.locator("#n input[type=number]").fill("8")
+        page.locator("#n input[type=number]").press("Enter")
+        page.click("#generate")
+        imgs = _results(page, 8)
+        assert all(im.size == (shape[2], shape[1]) for im in imgs)
+        assert '"negative_prompt": "a sandal"' in imgs[0].text["diffuse"]
+        page.get_by_text("Advanced").click()  # fold it again
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(Path(__file__).resolve().parent.parent / "docs" / "serve_page.png"))
+        next(pages, None)  # the page's own checks: no outside requests, no JavaScript errors

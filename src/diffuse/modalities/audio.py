@@ -74,8 +74,8 @@ class AudioModality(Modality):
         return [w.numpy().astype(np.float32) for w in self.decode(x)]
 
     def web_outputs(self, gr: Any) -> list[Any]:
-        return [gr.Audio(label="First clip", type="filepath", interactive=False),
-                gr.Gallery(label="Spectrograms", columns=4, object_fit="contain", height="auto")]
+        return [gr.Audio(label="First clip", type="filepath", interactive=False, elem_id="clip"),
+                gr.Gallery(label="Spectrograms", columns=4, object_fit="contain", height="auto", elem_id="spectrograms")]
 
     def web_values(self, x: torch.Tensor, files: list[Path], captions: list[str]) -> list[Any]:
         from ..images import make_grid, save_png
