@@ -126,6 +126,8 @@ def test_bad_requests_are_one_line_json_errors_and_the_server_stays_up(server):
             r = c.get(url)
             assert r.status_code >= 400 and b"root:" not in r.content, url
         assert c.get("/api/runs").status_code == 200
+        schema = c.get("/api/openapi.json").json()  # the API's schema, served locally
+        assert "/api/jobs" in schema["paths"] and c.get("/api/docs").status_code == 404  # Swagger would use a CDN
     assert server.alive() and "Traceback" not in server.log()
 
 

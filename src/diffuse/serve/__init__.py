@@ -54,7 +54,8 @@ def build_app(runs: dict[str, Any], limits: Limits, work_dir: Path) -> tuple[Any
     limits.check()
     Image.MAX_IMAGE_PIXELS = limits.max_input_pixels  # Pillow refuses (not just warns) at twice this, before decoding
     jobs = Jobs(runs, limits, Path(work_dir) / "jobs")
-    app = FastAPI(title="diffuse", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    # No Swagger or ReDoc pages: both load their scripts from a CDN. The schema itself is served.
+    app = FastAPI(title="diffuse", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     add_routes(app, jobs)
     # System fonts only: Gradio's default theme would fetch Google Fonts, and the page must work offline.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -83,6 +84,6 @@ def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 7860, limit
         if host not in ("127.0.0.1", "localhost", "::1"):
             log(f"warning: serving on {host}: anyone who can reach this address can use the page and the API")
         log(f"serving {', '.join(runs)} on http://{'[' + host + ']' if ':' in host else host}:{port}/ "
-            f"(API: /api/runs, /api/jobs; docs: /api/docs)")
+            f"(API: /api/runs, /api/jobs; schema: /api/openapi.json)")
         # A browser tab keeps a connection open: Ctrl-C must not wait for it to close.
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
