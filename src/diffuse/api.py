@@ -156,19 +156,25 @@ class Run:
         c = conditions(self.config, n, self.label_index(label), prompts, None, init_t, strength, mask_t, resample, self.path,
                        nearest_caption, self.modality, negative=negative)
         x = self.generate(c, scfg, 0, c.n, first, on_step)
-        params = {"run": self.name, "n": c.n, "seed": seed, "first": first, "sampler": sampler, "steps": steps,
-                  "guidance": guidance, "schedule": schedule, **self.resolved(scfg)}
+        params = self.params(scfg, c.n, first, schedule, prompts, negative, label,
+                             None if init is None else "(an input image, not stored)", strength, mask is not None)
+        labels = c.labels
+        prompts_each = None if c.prompts is None else [c.prompts[i] for i in c.prompt_rows.tolist()]
+        return Samples(x, self, params, labels, prompts_each, c.notes)
+
+    def params(self, scfg: Any, n: int, first: int, schedule: str, prompts: Sequence[str] | None, negative: str | None,
+               label: int | str | None, init: str | None = None, strength: float = 1.0, mask: Any = None) -> dict[str, Any]:
+        """The JSON record of a sampling call (what PNGs carry; ``sample_kwargs`` turns it back into arguments)."""
+        params = {"run": self.name, "n": n, "seed": scfg.seed, "first": first, "schedule": schedule, **self.resolved(scfg)}
         if prompts:
-            params["prompt"] = prompts if len(prompts) > 1 else prompts[0]
+            params["prompt"] = list(prompts) if len(prompts) > 1 else prompts[0]
         if negative is not None:
             params["negative_prompt"] = negative
         if label is not None:
             params["label"] = self.label_index(label)
         if init is not None:
-            params.update(init="(an input image, not stored)", strength=strength, mask=mask is not None)
-        labels = c.labels
-        prompts_each = None if c.prompts is None else [c.prompts[i] for i in c.prompt_rows.tolist()]
-        return Samples(x, self, params, labels, prompts_each, c.notes)
+            params.update(init=init, strength=strength, mask=mask)
+        return params
 
     def edit(self, init: ImageLike, *, strength: float = 0.6, mask: ImageLike | None = None, **kwargs: Any) -> Samples:
         """img2img (``strength`` 0 keeps ``init``, 1 ignores it) or, with ``mask`` (white = keep), inpainting; the

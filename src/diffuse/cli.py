@@ -160,12 +160,8 @@ def sample(
     x = torch.cat(dist.gather(d, part))
     dist.teardown(d)
     if d.is_writer:
-        params = {"run": r.name, "n": n, "seed": seed, "first": 0, "schedule": schedule, **r.resolved(scfg)}
-        params.update({k: v for k, v in (("label", label), ("negative_prompt", negative)) if v is not None})
-        if c.prompts is not None and prompt:
-            params["prompt"] = c.prompts if len(c.prompts) > 1 else c.prompts[0]
-        if init is not None:
-            params.update(init=str(init), strength=strength, mask=None if mask is None else str(mask))
+        params = r.params(scfg, n, 0, schedule, c.prompts if prompt else None, negative, label,
+                          None if init is None else str(init), strength, None if mask is None else str(mask))
         typer.echo(write_samples(out, x, c, mod, mcfg.class_names, params))
 
 
