@@ -27,6 +27,22 @@ def tiny_runs(tmp_path_factory):
     return {c: root / c for c in ("class", "text")}
 
 
+@pytest.fixture(scope="session")
+def audio_run(tmp_path_factory):
+    """A class-conditional notes run trained for 6 steps through the CLI (test_audio, test_serve_page)."""
+    from pathlib import Path
+
+    from cli_helpers import diffuse as cli
+
+    from diffuse.data import notes
+
+    if not Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    run = tmp_path_factory.mktemp("audio") / "run"
+    cli("train", "--data", "notes:110", "--cond", "class", "--steps", "6", "--batch-size", "16", "--out", run)
+    return run
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fuzzing harness's case count and findings (tests/fuzz_harness.py), when it ran."""
     import sys

@@ -170,15 +170,6 @@ def _tree_hash(run: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.fixture(scope="module")
-def audio_run(tmp_path_factory):
-    if not Path(notes.SOUNDFONTS[0]).is_file():
-        pytest.skip(f"no SoundFont: {notes.APT}")
-    run = tmp_path_factory.mktemp("audio") / "run"
-    diffuse("train", "--data", "notes:110", "--cond", "class", "--steps", "6", "--batch-size", "16", "--out", run)
-    return run
-
-
 def test_cli_trains_on_notes_and_writes_wavs_spectrograms_and_npz(audio_run, tmp_path):
     cfg = json.loads((audio_run / "config.json").read_text())
     assert cfg["model"]["modality"]["name"] == "audio" and cfg["model"]["net"]["image_width"] == 100

@@ -134,19 +134,6 @@ def test_a_bad_upload_is_one_clear_error_and_the_page_goes_on(page, tmp_path):
     assert "class 7" in page.inner_text("#status")
 
 
-@pytest.fixture(scope="module")
-def audio_run(tmp_path_factory):
-    from cli_helpers import diffuse as cli
-
-    from diffuse.data import notes
-
-    if not Path(notes.SOUNDFONTS[0]).is_file():
-        pytest.skip(f"no SoundFont: {notes.APT}")
-    run = tmp_path_factory.mktemp("audio") / "notes"
-    cli("train", "--data", "notes:22", "--cond", "class", "--steps", "2", "--batch-size", "8", "--out", run)
-    return run
-
-
 def test_an_audio_run_plays_its_wavs_and_shows_spectrograms(audio_run, browser, tmp_path):
     import soundfile as sf
 
