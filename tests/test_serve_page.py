@@ -179,3 +179,19 @@ def test_readme_screenshot(browser, tmp_path):
         page.wait_for_timeout(500)
         page.screenshot(path=str(Path(__file__).resolve().parent.parent / "docs" / "serve_page.png"))
         next(pages, None)  # the page's own checks: no outside requests, no JavaScript errors
+
+
+def test_an_upload_path_from_the_client_must_be_in_the_upload_folder(tmp_path):
+    """Generate reads raw upload payloads, whose path a client could forge: only Gradio's upload folder is read."""
+    from diffuse.errors import UserError
+    from diffuse.serve.page import _mask_from_editor, _read_upload
+
+    uploads = tmp_path / "gradio"
+    (uploads / "abc").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(uploads / "abc" / "ok.png")
+    assert _read_upload({"path": str(uploads / "abc" / "ok.png")}, uploads)[:4] == b"\x89PNG"
+    for forged in ("/etc/passwd", str(uploads / ".." / ".." / "etc" / "passwd"), str(tmp_path / "elsewhere.png")):
+        with pytest.raises(UserError, match="not on this server"):
+            _read_upload({"path": forged}, uploads)
+        with pytest.raises(UserError, match="not on this server"):
+            _mask_from_editor({"background": {"path": forged}, "layers": []}, uploads)

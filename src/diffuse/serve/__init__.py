@@ -59,7 +59,7 @@ def build_app(runs: dict[str, Any], limits: Limits, work_dir: Path) -> tuple[Any
     add_routes(app, jobs)
     # System fonts only: Gradio's default theme would fetch Google Fonts, and the page must work offline.
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    page = build_page(jobs, gr)
+    page = build_page(jobs, gr, Path(os.environ["GRADIO_TEMP_DIR"]))
     app = gr.mount_gradio_app(app, page, path="/", theme=theme, css=CSS, ssr_mode=False, show_error=False,
                               footer_links=[], allowed_paths=[], max_file_size=64 << 20)
     return app, jobs

@@ -43,17 +43,23 @@ def _controls(info: dict[str, Any], mode: str, gr: Any, modalities: list[str], n
 UNREADABLE = "the upload is not an image this page can read (PNG, JPEG, WebP, ...)"
 
 
-def _path(payload: Any) -> Path | None:
+def _path(payload: Any, uploads: Path) -> Path | None:
     """The server-side file of a raw upload. Generate takes its inputs unprocessed (preprocess=False): Gradio's own
     decoding fails on a file Pillow cannot read with an internal message naming server paths, and would fail every
-    later event while the bad file sits in a hidden widget."""
+    later event while the bad file sits in a hidden widget. The path comes from the client, so only a file under
+    Gradio's upload folder ``uploads`` is read."""
     if isinstance(payload, dict):
         payload = payload.get("path")
-    return Path(payload) if payload else None
+    if not payload:
+        return None
+    p = Path(str(payload)).resolve()
+    if not p.is_relative_to(uploads.resolve()) or not p.is_file():
+        raise UserError("that upload is not on this server: upload the image again")
+    return p
 
 
-def _read_upload(payload: Any) -> bytes | None:
-    p = _path(payload)
+def _read_upload(payload: Any, uploads: Path) -> bytes | None:
+    p = _path(payload, uploads)
     if p is None:
         return None
     if p.stat().st_size > MAX_UPLOAD_BYTES:
@@ -61,10 +67,10 @@ def _read_upload(payload: Any) -> bytes | None:
     return p.read_bytes()
 
 
-def _open(payload: Any, mode: str) -> np.ndarray | None:
+def _open(payload: Any, mode: str, uploads: Path) -> np.ndarray | None:
     from PIL import Image
 
-    p = _path(payload)
+    p = _path(payload, uploads)
     if p is None:
         return None
     try:
@@ -74,14 +80,14 @@ def _open(payload: Any, mode: str) -> np.ndarray | None:
         raise UserError(UNREADABLE) from None
 
 
-def _mask_from_editor(value: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _mask_from_editor(value: dict[str, Any], uploads: Path) -> tuple[np.ndarray, np.ndarray]:
     """(init uint8 [H, W, 3], mask uint8 [H, W]: 255 = keep, 0 = painted) from a raw ImageEditor value."""
-    bg = _open(value.get("background"), "RGB")
+    bg = _open(value.get("background"), "RGB", uploads)
     if bg is None:
         raise UserError("inpainting needs an image: upload one into the editor")
     keep = np.full(bg.shape[:2], 255, np.uint8)
     for layer in value.get("layers") or []:
-        layer = _open(layer, "RGBA")
+        layer = _open(layer, "RGBA", uploads)
         if layer is not None and layer.shape[:2] == keep.shape:
             keep[layer[..., 3] > 0] = 0
     if keep.all():
@@ -89,8 +95,8 @@ def _mask_from_editor(value: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return bg, keep
 
 
-def build_page(jobs: Jobs, gr: Any) -> Any:
-    """The Blocks of the page over ``jobs``' runs."""
+def build_page(jobs: Jobs, gr: Any, uploads: Path) -> Any:
+    """The Blocks of the page over ``jobs``' runs; ``uploads``: Gradio's upload folder (GRADIO_TEMP_DIR)."""
     infos = {k: run_info(k, r) for k, r in jobs.runs.items()}
     names = list(infos)
     first = infos[names[0]]
@@ -157,12 +163,12 @@ def build_page(jobs: Jobs, gr: Any) -> Any:
                               guidance=None if info["cond"] == "none" else float(g))
                 sr = info["task"] == "superres"
                 if sr or md == "img2img":
-                    req.init = _read_upload(init_path)
+                    req.init = _read_upload(init_path, uploads)
                     if req.init is None:
                         raise UserError("upload an image first" if not sr else "upload the low-res image first")
                     req.strength = 1.0 if sr else float(st)
                 elif md == "inpaint":
-                    req.init, req.mask = _mask_from_editor(ed or {})
+                    req.init, req.mask = _mask_from_editor(ed or {}, uploads)
                 job = jobs.submit(req)
             except (UserError, Busy) as e:
                 raise gr.Error(str(e), print_exception=False) from None
