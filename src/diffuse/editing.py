@@ -5,7 +5,8 @@
   input; strength 1 starts from pure noise, i.e. plain sampling with the same seed.
 - Inpainting (replacement, then RePaint resampling, Lugmayr et al. 2022): a denoiser wrapper puts the known
   pixels, noised to the current sigma with the sample's own fixed noise, into the input, and the known pixels
-  into the output. Every sampler then keeps them exactly, and the final x0 equals them. ``resample = K > 1``
+  into the output (and hands them to the network as ``Cond.known``, which a network trained with given parts reads:
+  a video DiT's given frames, so image-to-video and clip continuation are this wrapper over time). Every sampler then keeps them exactly, and the final x0 equals them. ``resample = K > 1``
   repeats each step K times, diffusing back from sigma_{i+1} to sigma_i with fresh noise in between, so the
   generated region harmonises with the known one (each step then runs as a one-step call of the sampler).
 - Super-resolution consistency: for a model conditioned on a low-res image (channel concatenation, U-Net
@@ -16,7 +17,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -104,10 +105,13 @@ class Edit:
         if self.mask is None:
             return sampler(denoiser, x, sigmas, cond=cond, generator=generator, **extra)
         m = self._rows(self.mask, rows, z.device).to(z.dtype)
+        given = dict(known=(m * init).expand_as(z), known_mask=m[:, :1].expand(len(z), 1, *z.shape[2:]))
 
         def known(x: torch.Tensor, sigma: torch.Tensor, c: Any = None) -> torch.Tensor:
             s = sigma.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
-            d = denoiser(m * (init + s * z) + (1 - m) * x, sigma, c)
+            # the known part also goes to the network as a condition (read by networks trained with it, e.g. a video
+            # DiT's frame mask; ignored by the others)
+            d = denoiser(m * (init + s * z) + (1 - m) * x, sigma, replace(Cond.of(c), **given))
             return m * init + (1 - m) * d
 
         if self.resample == 1:
