@@ -2,7 +2,8 @@
 
 Sources: ``digits`` (scikit-learn's bundled 8x8 digits, the embedded default), ``fashion-mnist`` (IDX
 files), a folder of images (class sub-folders become labels), ``.npz`` arrays, and audio: ``notes`` (FluidSynth
-renders of single notes as log-mels, data/notes.py) and a folder of audio files (data/audio_folder.py).
+renders of single notes as log-mels, data/notes.py) and a folder of audio files (data/audio_folder.py); video:
+``moving-fmnist`` and ``moving-digits`` (data/moving.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ def load_dataset(source: str, split: str = "train", data_dir: str | None = None,
         raise ValueError(f"split must be train or test, got {split!r}")
     if source == "notes" or source.startswith("notes:"):
         return _notes(source, split, image_size)
+    from .moving import is_moving, moving_dataset
+
+    if is_moving(source):
+        if image_size:
+            raise UserError(f"--image-size is for images; give {source.split(':')[0]}:size=N for larger clips")
+        return moving_dataset(source, split)
     p = Path(source).expanduser()
     if image_size and not p.is_dir():
         return resize_dataset(load_dataset(source, split, data_dir), image_size)
@@ -51,6 +58,10 @@ def modality_name(source: str) -> str:
     """The modality a data source holds, before loading it: "audio" for the notes and folders of audio files."""
     if source == "notes" or source.startswith("notes:"):
         return "audio"
+    from .moving import is_moving
+
+    if is_moving(source):
+        return "video"
     p = Path(source).expanduser()
     if p.is_dir():
         from .audio_folder import is_audio_folder

@@ -29,8 +29,8 @@ class ImageDataset:
         return self.images.shape[0]
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        """(C, H, W)"""
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W), (C, T, H, W) of clips, or the shape of another modality's items"""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     @property
