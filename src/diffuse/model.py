@@ -16,13 +16,13 @@ import torch
 
 from .checkpoint import load_into, load_tensors, read_json
 from .errors import UserError
-from .nets import ARCHS, DiT, DiTConfig, UNet, UNetConfig
+from .nets import ARCHS, DiT, DiTConfig, UNet, UNetConfig, item_shape
 from .precond import Precond, PrecondConfig
 
 RUN_FORMAT = "diffuse-run/1"
 # Network fields added after runs were already saved: left out of the fingerprint at their default value, so
 # those runs still load (their fingerprint did not include them).
-_LATER_NET_FIELDS = {"unet": {"text_dim": 0, "lowres_factor": 0, "image_width": 0}, "dit": {"image_width": 0}}
+_LATER_NET_FIELDS = {"unet": {"text_dim": 0, "lowres_factor": 0, "image_width": 0}, "dit": {"image_width": 0, "frames": 0, "temporal_patch": 1, "attention": "joint", "known_frames": False}}
 
 
 @dataclass
@@ -59,16 +59,17 @@ class ModelConfig:
         return self.cond in ("class", "text")
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of generated images (decoded ones, for a latent model)."""
+    def image_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of generated images (decoded ones, for a latent model); (C, T, H, W) of clips."""
         if self.latent is not None:
             return tuple(self.latent["image_shape"])  # type: ignore[return-value]
         return self.net_shape
 
     @property
-    def net_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) the network itself works on: latents for a latent model, else the data's model space."""
-        return (self.net.out_channels, *self.net.hw)
+    def net_shape(self) -> tuple[int, ...]:
+        """(C, H, W), or (C, T, H, W) for video, that the network itself works on: latents for a latent model, else
+        the data's model space."""
+        return item_shape(self.net)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,4 +5,10 @@ from .unet import PRESETS, UNet, UNetConfig, preset
 
 ARCHS = ("unet", "dit")
 
-__all__ = ["ARCHS", "DIT_PRESETS", "DiT", "DiTConfig", "PRESETS", "UNet", "UNetConfig", "dit_preset", "preset"]
+
+def item_shape(cfg) -> tuple[int, ...]:
+    """What a network of config ``cfg`` takes and returns per item: (C, H, W), or (C, T, H, W) for a video DiT."""
+    frames = getattr(cfg, "frames", 0)
+    return (cfg.out_channels, *((frames,) if frames else ()), *cfg.hw)
+
+__all__ = ["item_shape", "ARCHS", "DIT_PRESETS", "DiT", "DiTConfig", "PRESETS", "UNet", "UNetConfig", "dit_preset", "preset"]

@@ -20,6 +20,7 @@ from torch import nn
 
 from .common import positional_embedding, zero_init
 from .head import ConditioningHead
+from .spacetime import spacetime_positions, video_forward
 
 
 @dataclass
@@ -40,6 +41,12 @@ class DiTConfig:
     text_dim: int = 0
     lowres_factor: int = 0
     image_width: int = 0  # > 0: inputs are image_size x image_width (e.g. 64 mels x 100 frames); 0: square
+    # video (nets/spacetime.py): frames > 0 makes inputs [B, C, frames, H, W], cut into temporal_patch x p x p tubelets;
+    # attention "joint" (every token attends to every token) or "divided" (blocks alternate spatial and temporal)
+    frames: int = 0
+    temporal_patch: int = 1
+    attention: str = "joint"
+    known_frames: bool = False  # reads given frames (Cond.known, Open-Sora's frame mask): image-to-video, continuation
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -58,6 +65,9 @@ class DiTConfig:
             raise ValueError(f"DiT width {self.width} must split into {self.heads} heads of even size")
         if self.width % 4:
             raise ValueError(f"DiT width {self.width} must be divisible by 4 (2-D sin-cos positions)")
+        if self.frames % self.temporal_patch or self.temporal_patch < 1 or self.attention not in ("joint", "divided"):
+            raise ValueError(f"DiT frames {self.frames} must divide by temporal_patch {self.temporal_patch}, and attention "
+                             f"must be joint or divided (got {self.attention!r})")
 
     @property
     def tokens(self) -> int:
@@ -73,6 +83,8 @@ DIT_PRESETS: dict[str, dict] = {
     "fmnist": dict(width=192, depth=6, heads=3, patch_size=4),
     # the notes recipe: 64 mels x 100 frames in 4x4 patches, 400 tokens
     "audio": dict(width=192, depth=6, heads=3, patch_size=4),
+    # moving Fashion-MNIST: 8 frames of 32x32 in 2x4x4 tubelets, 256 tokens (benchmarks/video_recipe.py)
+    "video": dict(width=192, depth=6, heads=3, patch_size=4, temporal_patch=2, attention="joint"),
     # the paper's DiT-S and DiT-B (Table 1) with 2x2 patches
     "S": dict(width=384, depth=12, heads=6, patch_size=2),
     "B": dict(width=768, depth=12, heads=12, patch_size=2),
@@ -122,13 +134,18 @@ class DiTBlock(nn.Module):
         b, n, w = t.shape
         return t.reshape(b, n, self.heads, w // self.heads).transpose(1, 2)  # [B, nh, N, d]
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, ctx: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """x [B, N, W] tokens, c [B, W] (already through SiLU), ctx (text tokens [B, L, D], mask [B, L]) or None."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor, ctx: tuple[torch.Tensor, torch.Tensor] | None = None,
+                groups: tuple | None = None) -> torch.Tensor:
+        """x [B, N, W] tokens, c [B, W] (already through SiLU), ctx (text tokens [B, L, D], mask [B, L]) or None;
+        ``groups`` = (split, merge): self-attention runs within the groups split makes ([B, N, W] -> [B', n', W]),
+        e.g. the tokens of one frame (nets/spacetime.py); None: over all N tokens."""
         b, n, w = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)[:, None].chunk(6, dim=-1)  # [B, 1, W] each
         q, k, v = self.qkv(modulate(self.norm1(x), shift1, scale1)).chunk(3, dim=-1)  # [B, N, W] each
-        o = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))  # [B, nh, N, d]
-        x = x + gate1 * self.proj(o.transpose(1, 2).reshape(b, n, w))
+        split, merge = groups or (lambda t: t, lambda t: t)
+        q, k, v = split(q), split(k), split(v)
+        o = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))  # [B', nh, n', d]
+        x = x + gate1 * self.proj(merge(o.transpose(1, 2).reshape(q.shape)))
         if ctx is not None:
             tokens, mask = ctx
             kx, vx = self.kv_x(tokens.to(self.kv_x.weight.dtype)).chunk(2, dim=-1)  # [B, L, W] each
@@ -146,22 +163,27 @@ class DiT(ConditioningHead):
         super().__init__()
         self.cfg = cfg
         w, p = cfg.width, cfg.patch_size
-        c_in = cfg.in_channels * (2 if cfg.lowres_factor else 1)
-        self.patch = nn.Conv2d(c_in, w, p, stride=p)
-        self.register_buffer("pos", sincos_2d(w, cfg.grid)[None], persistent=False)  # [1, N, W]
+        c_in = self.input_channels(cfg.in_channels, cfg.lowres_factor, cfg.known_frames)
+        tp = cfg.temporal_patch
+        self.patch = nn.Conv3d(c_in, w, (tp, p, p), stride=(tp, p, p)) if cfg.frames else nn.Conv2d(c_in, w, p, stride=p)
+        pos = spacetime_positions(w, cfg.frames // tp, cfg.grid) if cfg.frames else sincos_2d(w, cfg.grid)
+        self.register_buffer("pos", pos[None], persistent=False)  # [1, N, W]
         self.noise_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
-        self.init_conditioning(w, cfg.num_classes, cfg.text_dim, cfg.lowres_factor)
+        self.init_conditioning(w, cfg.num_classes, cfg.text_dim, cfg.lowres_factor, cfg.known_frames)
         self.blocks = nn.ModuleList([DiTBlock(w, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.text_dim) for _ in range(cfg.depth)])
         self.norm_out = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
         self.ada_out = zero_init(nn.Linear(w, 2 * w))
-        self.out = zero_init(nn.Linear(w, p * p * cfg.out_channels))
+        self.out = zero_init(nn.Linear(w, (tp if cfg.frames else 1) * p * p * cfg.out_channels))
         for m in self.modules():  # DiT's init: Xavier-uniform linears (the zero-initialised ones stay zero)
             if isinstance(m, nn.Linear) and not getattr(m, "zero_initialised", False):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
-        """x [B, C, H, W], c_noise [B], cond: a Cond (cond.py) or one of its older forms, or None -> [B, C_out, H, W]."""
+        """x [B, C, H, W], c_noise [B], cond: a Cond (cond.py) or one of its older forms, or None -> [B, C_out, H, W].
+        A video DiT (``frames`` > 0) takes and returns [B, C, T, H, W]."""
+        if self.cfg.frames:
+            return video_forward(self, x, c_noise, cond)
         p = self.cfg.patch_size
         if x.shape[-2] != self.cfg.hw[0] or x.shape[-1] % p or (x.shape[-1] != self.cfg.hw[1] and self.cfg.image_width == 0):
             raise ValueError(f"this DiT was built for {self.cfg.hw[0]}x{self.cfg.hw[1]} inputs, got {tuple(x.shape[-2:])}")
@@ -173,10 +195,14 @@ class DiT(ConditioningHead):
         h = self.patch(x).flatten(2).transpose(1, 2) + pos.to(x.dtype)  # [B, N, W]
         for block in self.blocks:
             h = block(h, c, ctx)
-        shift, scale = self.ada_out(c)[:, None].chunk(2, dim=-1)  # [B, 1, W] each
-        h = self.out(modulate(self.norm_out(h), shift, scale))  # [B, N, p*p*C]
+        h = self.head_out(h, c)  # [B, N, p*p*C]
         h = h.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)  # [B, C p^2, H/p, W/p] (channel-major, as pixel_shuffle reads)
         return F.pixel_shuffle(h, self.cfg.patch_size)  # [B, C, H, W]
+
+    def head_out(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The final adaLN and linear layer: tokens [B, N, W] -> [B, N, patch values]."""
+        shift, scale = self.ada_out(c)[:, None].chunk(2, dim=-1)  # [B, 1, W] each
+        return self.out(modulate(self.norm_out(h), shift, scale))
 
     def config_dict(self) -> dict:
         """The JSON-serialisable config that rebuilds this network."""
