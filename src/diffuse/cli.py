@@ -18,7 +18,8 @@ from .errors import UserError
 
 @app.command()
 def train(
-    data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file"),
+    data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file | notes | a folder of "
+                                               "audio | moving-fmnist | moving-digits (video; options as moving-fmnist:frames=16,size=64)"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the Fashion-MNIST IDX files (else $DIFFUSE_DATA, then the Debian package)"),
     cond: str = typer.Option("none", help="none | class | text (captions from class names, or --captions)"),
     task: str = typer.Option("generate", help="generate | superres (learn to upsample 1/--superres-factor images)"),
@@ -28,8 +29,14 @@ def train(
     out: Optional[str] = typer.Option(None, help="run directory (default runs/<data>)"),
     steps: Optional[int] = typer.Option(None, help="training steps (total, also across --resume)"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes (total, also across --resume)"),
-    model: str = typer.Option("unet", help="denoiser network: unet | dit (Diffusion Transformer)"),
-    preset: Optional[str] = typer.Option(None, help="size preset; U-Net: tiny | fmnist | small | base | large, DiT: tiny | fmnist | S | B"),
+    model: Optional[str] = typer.Option(None, help="denoiser network: unet | dit (Diffusion Transformer); default: dit for "
+                                                   "video (spacetime patches), unet otherwise"),
+    attention: Optional[str] = typer.Option(None, help="video DiT: joint (all tokens) | divided (blocks alternate spatial "
+                                                       "and temporal attention); default from the preset"),
+    temporal_patch: Optional[int] = typer.Option(None, help="video DiT: frames per tubelet (default from the preset)"),
+    frame_mask: Optional[float] = typer.Option(None, help="video: share of clips trained with their first 1..T/2 frames given, "
+                                                         "for image-to-video and continuation (default 0.25; 0 = off)"),
+    preset: Optional[str] = typer.Option(None, help="size preset; U-Net: tiny | fmnist | small | base | large, DiT: tiny | fmnist | audio | video | S | B"),
     latent: Optional[str] = typer.Option(None, help="latent diffusion: an autoencoder directory from `diffuse train-autoencoder`, 'auto' (train and cache one first, 30% of --minutes) or 'none'"),
     image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
     param: str = typer.Option("edm", help="parameterization: edm | eps | v | x0"),
@@ -57,12 +64,16 @@ def train(
     from .train import TrainConfig
     from .train import train as run_train
 
-    overrides = {} if dropout is None else {"dropout": dropout}
+    from .data import modality_name
+
+    given = {"dropout": dropout, "attention": attention, "temporal_patch": temporal_patch}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    model = model or ("dit" if modality_name(data) == "video" else "unet")
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
     cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, image_size=image_size, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
-                      warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, steps=steps, minutes=minutes,
+                      warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, frame_mask=frame_mask, steps=steps, minutes=minutes,
                       seed=seed, precision=precision, log_every=log_every, sample_every=sample_every,
                       checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
     from .train import dist
@@ -98,12 +109,15 @@ def sample(
                                                                "prompt in classifier-free guidance)"),
     nearest_caption: bool = _NEAREST,
     init: Optional[Path] = typer.Option(None, help="img2img / inpainting start (PNG or .npz images; a WAV for audio); "
-                                                     "for a super-resolution model, the low-res input"),
+                                                     "for a super-resolution model, the low-res input; video: an image "
+                                                     "to animate, or a clip (GIF, MP4, .npz) to continue"),
     strength: float = typer.Option(1.0, help="img2img: how much of the schedule to run (0 = return --init, 1 = from noise)"),
     mask: Optional[Path] = typer.Option(None, help="inpainting mask PNG: white = keep --init, black = generate"),
     keep_seconds: Optional[float] = typer.Option(None, help="audio: keep the first S seconds of --init and continue it"),
     inpaint_seconds: Optional[str] = typer.Option(None, help="audio: A:B, regenerate seconds A to B of --init, keep the rest"),
     seconds: Optional[float] = typer.Option(None, help="audio: clip length (rounded to the model's frame grid)"),
+    frames: Optional[int] = typer.Option(None, help="video: frames per clip (default: the run's; a multiple of its temporal patch)"),
+    fps: Optional[float] = typer.Option(None, help="video: frames per second of GIF/MP4 output (default: the run's, 8)"),
     vocoder_refine: Optional[int] = typer.Option(None, help="audio: log-mel matching steps after Griffin-Lim (default: the run's; "
                                                             "100 in runs written since it exists, 0 before)"),
     resample: int = typer.Option(1, help="inpainting: RePaint resampling, K passes per step"),
@@ -112,7 +126,8 @@ def sample(
     batch_size: int = _BATCH,
     precision: str = _PRECISION,
     out: Path = typer.Option(..., help="images: FILE.png (grid) or FILE.npz (images uint8 [N,H,W,C], labels); audio: DIR/ "
-                                         "(WAVs, spectrograms.png, samples.json), FILE.npz (audio, sample_rate), FILE.wav or FILE.png"),
+                                         "(WAVs, spectrograms.png, samples.json), FILE.npz (audio, sample_rate), FILE.wav or FILE.png; "
+                                         "video: FILE.gif, FILE.mp4, FILE.npz (videos uint8 [N,T,H,W,C]) or FILE.png (frame strips)"),
     device: str = _DEVICE,
     churn: float = typer.Option(0.0, help="Heun only: EDM's S_churn, fresh noise per step (0 = deterministic)"),
 ) -> None:
@@ -140,9 +155,11 @@ def sample(
     mcfg, mod = r.config, r.modality
     if vocoder_refine is not None:
         mod.set_vocoder(refine=vocoder_refine)
+    mod.set_output(fps=fps)
     # item: what is written (decoded, for a latent model); shape: what the network samples (item / f per axis)
     f = mcfg.image_shape[-1] // mcfg.net_shape[-1]
-    item, note = mod.sample_shape(mcfg.image_shape, seconds, f * getattr(mcfg.net, "patch_size", 1))
+    item, note = mod.sample_shape(mcfg.image_shape, seconds, f * getattr(mcfg.net, "patch_size", 1), frames,
+                                  getattr(mcfg.net, "temporal_patch", 1))
     shape = (mcfg.net_shape[0], *[a // f for a in item[1:]])
     keep = time_mask(mod.duration(item), keep_seconds, inpaint_seconds)
     negative = negative_prompt.strip() if negative_prompt and negative_prompt.strip() else None

@@ -180,7 +180,7 @@ def check_sampling_memory(model: Precond, n: int, b: int, shape: tuple[int, ...]
                       "lower --batch-size, or ask for fewer at a time (--n)")
 
 
-def initial_noise(seed: int, first: int, n: int, shape: tuple[int, int, int]) -> torch.Tensor:
+def initial_noise(seed: int, first: int, n: int, shape: tuple[int, ...]) -> torch.Tensor:
     """Starting noise of images first .. first + n - 1: image i from its own generator seeded by (seed, i)."""
     return torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + first + i)) for i in range(n)])
 
@@ -198,7 +198,7 @@ def round_robin_labels(n: int, num_classes: int, label: int | None = None) -> to
 
 @torch.no_grad()
 def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | None = None,
-             progress: Callable[[int], None] | None = None, shape: tuple[int, int, int] | None = None,
+             progress: Callable[[int], None] | None = None, shape: tuple[int, ...] | None = None,
              num_classes: int | None = None, offset: int = 0, text: dict | None = None,
              edit: "Edit | None" = None, negative: "TextRows | None" = None,
              on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
@@ -223,7 +223,9 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     if n <= 0:
         raise UserError(f"--n must be a positive integer, got {n}")
     device = next(model.parameters()).device
-    c, h, w = shape or (model.net.cfg.out_channels, *model.net.cfg.hw)
+    from .nets import item_shape
+
+    shape = tuple(shape or item_shape(model.net.cfg))  # (C, H, W), or (C, T, H, W) of clips
     sigmas = sigma_schedule(model, cfg)
     codec = getattr(model, "codec", None)  # latent models (model.attach_codec): sample latents, decode them
     if edit is not None:
@@ -239,7 +241,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     def cond_of(rows: slice) -> Cond:
         return Cond(index_cond(labels, rows), index_cond(text, rows)).to(device)
 
-    check_sampling_memory(model, n, min(cfg.batch_size, n), (c, h, w), guided, cond_of(slice(0, 1)), codec, device)
+    check_sampling_memory(model, n, min(cfg.batch_size, n), shape, guided, cond_of(slice(0, 1)), codec, device)
     out = []
     steps = (len(sigmas) - 1) * (edit.resample if edit is not None and edit.mask is not None else 1)
     total, done = steps * math.ceil(n / cfg.batch_size), 0
@@ -252,7 +254,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)
         first = offset + start
-        z = initial_noise(cfg.seed, first, b, (c, h, w)).to(device)  # [b, C, H, W]
+        z = initial_noise(cfg.seed, first, b, shape).to(device)  # [b, *shape]
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
         rows = slice(start, start + b)
         cond = cond_of(rows)

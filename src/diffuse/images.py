@@ -59,7 +59,7 @@ def save_grid(path: Path, images: torch.Tensor, labels: torch.Tensor | None = No
     if labels is not None and len(labels.unique()) > 1:
         per_class = int(torch.bincount(labels).max())
         images, ncol = class_rows(images, labels), ncol or per_class
-    scale = max(1, 64 // images.shape[-1])
+    scale = max(1, 64 // min(images.shape[-2:]))
     save_png(path, make_grid(images, ncol, scale=scale), text)
 
 

@@ -137,7 +137,11 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         return out
     from .editing import Edit
 
-    x = to_model_space(_images(init, c_img, "init image")) if isinstance(init, torch.Tensor) else mod.read(init, "init", shape)  # model space [N, *shape]
+    implied = None  # the keep mask the init's kind implies (a still image for a video model: its first frame)
+    if isinstance(init, torch.Tensor):
+        x = to_model_space(_images(init, c_img, "init image"))
+    else:
+        x, implied = mod.read_init(init, shape)  # model space [N, *shape]
     if tuple(x.shape[1:]) != shape:
         raise UserError(f"init {init} is {'x'.join(map(str, x.shape[2:]))}, but this model needs {'x'.join(map(str, shape[1:]))}")
     if len(x) not in (1, n):
@@ -149,6 +153,8 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         if len(mk) not in (1, len(x)):
             raise UserError(f"--mask holds {len(mk)} masks for {len(x)} images")
         m = mk.float() / 255
+    if m is None and keep is None:
+        m = implied
     if keep is not None:
         t = shape[-1]
         m = torch.zeros(1, 1, *shape[1:])

@@ -6,7 +6,7 @@ training, editing and guidance work on model-space tensors and never branch on t
 
     mod = modality_of(mcfg)
     x = generate(model, n, cfg, ...)          # model space [n, *shape]
-    mod.write(x, out, Meta(labels, prompts))  # PNG grid / npz, or WAVs + spectrogram / npz
+    mod.write(x, out, Meta(labels, prompts))  # PNG grid / npz; WAVs + spectrogram / npz; GIF / MP4 / npz
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ from ..errors import UserError
 from .audio import AudioModality
 from .base import Meta, Modality  # noqa: F401
 from .image import ImageModality
+from .video import VideoModality
+
+RECORDS = {"image": ImageModality, "audio": AudioModality, "video": VideoModality}
 
 
 def get_modality(spec: Any) -> Modality:
     """The modality a run's record names; a missing record is the image modality (runs from before modalities)."""
     spec = {"name": "image"} if spec is None else spec
-    if not isinstance(spec, dict) or spec.get("name") not in ("image", "audio"):
-        raise UserError(f"unknown modality record {spec!r}: this version knows image and audio")
-    return (AudioModality if spec["name"] == "audio" else ImageModality).from_spec(spec)
+    if not isinstance(spec, dict) or spec.get("name") not in RECORDS:
+        raise UserError(f"unknown modality record {spec!r}: this version knows {', '.join(RECORDS)}")
+    return RECORDS[spec["name"]].from_spec(spec)
 
 
 def modality_of(mcfg: Any) -> Modality:

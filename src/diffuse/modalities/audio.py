@@ -154,7 +154,10 @@ class AudioModality(Modality):
     def duration(self, shape: tuple[int, ...]) -> float:
         return shape[-1] * self.mel.hop / self.mel.sample_rate
 
-    def sample_shape(self, shape: tuple[int, ...], seconds: float | None, multiple: int) -> tuple[tuple[int, ...], str | None]:
+    def sample_shape(self, shape: tuple[int, ...], seconds: float | None, multiple: int, frames: int | None = None,
+                     frame_multiple: int = 1) -> tuple[tuple[int, ...], str | None]:
+        if frames is not None:
+            raise UserError("--frames is for video models; an audio model takes --seconds")
         if seconds is None:
             return tuple(shape), None
         if not (seconds > 0 and seconds <= self.MAX_SECONDS):  # (NaN fails both)

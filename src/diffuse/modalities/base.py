@@ -39,6 +39,8 @@ class Modality:
     features: tuple[str, ...] = ("classifier",)  # the feature nets `diffuse eval --features` can use
     item_suffix = ""  # one sample's file in a synthetic dataset (synth)
     edits_pictures = False  # its inputs for editing (init, mask, low-res) are pictures: the page offers the image editors
+    grid_rows: int | None = None  # classes or prompts in a training run's sample grid (None: all)
+    grid_per_row: int | None = None  # samples per class or prompt there (None: 10 per class, 8 per prompt)
 
     def spec(self) -> dict[str, Any]:
         """The JSON record that rebuilds this modality (stored in RUN/config.json)."""
@@ -80,12 +82,26 @@ class Modality:
         """Seconds of a sample of ``shape``; None for modalities without time."""
         return None
 
-    def sample_shape(self, shape: tuple[int, ...], seconds: float | None, multiple: int) -> tuple[tuple[int, ...], str | None]:
-        """The shape to sample for a requested duration (``multiple``: what the last axis must divide by), and a line
-        saying how it was rounded; modalities without time refuse ``seconds``."""
+    def read_init(self, path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An editing input as model-space [N, *shape], and the keep mask its kind implies (None: the whole input is a
+        start for img2img; a video model's still image keeps only the first frame)."""
+        return self.read(path, "init", shape), None
+
+    def sample_shape(self, shape: tuple[int, ...], seconds: float | None, multiple: int, frames: int | None = None,
+                     frame_multiple: int = 1) -> tuple[tuple[int, ...], str | None]:
+        """The shape to sample for a requested duration (``multiple``: what the last axis must divide by) or frame
+        count (``frame_multiple``: what it must divide by), and a line saying how it was rounded; modalities without
+        time refuse both."""
         if seconds is not None:
             raise UserError(f"--seconds is for audio models; this one is {self.name}")
+        if frames is not None:
+            raise UserError(f"--frames is for video models; this one is {self.name}")
         return tuple(shape), None
+
+    def set_output(self, fps: float | None = None) -> None:
+        """Output settings of this use (``sample --fps``); modalities without frames refuse them."""
+        if fps is not None:
+            raise UserError(f"--fps is for video models; this one is {self.name}")
 
     def set_vocoder(self, **settings) -> None:
         """Override the run's vocoder settings for this use (``sample --vocoder-refine``); no vocoder here: refused."""
