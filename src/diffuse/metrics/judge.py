@@ -144,7 +144,14 @@ class AudioJudge(Judge):
 JUDGES: dict[str, Callable[..., Judge]] = {
     "image": lambda mod, data, data_dir, log, inception: ImageJudge(data, data_dir, log, inception),
     "audio": lambda mod, data, data_dir, log, inception: AudioJudge(mod, data, data_dir, log),
+    "video": lambda mod, data, data_dir, log, inception: _video_judge(data, data_dir, log),
 }
+
+
+def _video_judge(data: str, data_dir: str | None, log: Callable[[str], None]) -> Judge:
+    from .video import VideoJudge  # (metrics/video.py builds on this module)
+
+    return VideoJudge(data, data_dir, log)
 
 
 def judge_for(mod, data: str, data_dir: str | None, log: Callable[[str], None] = print, inception=None) -> Judge:

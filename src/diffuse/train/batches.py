@@ -21,8 +21,9 @@ class Batches:
     autoencoder of a latent run (every item's posterior is computed once, here)."""
 
     def __init__(self, ds: ImageDataset, batch_size: int, seed: int, flip: bool = False, codec: Any = None,
-                 text: tuple | None = None, num_classes: int = 0, superres_factor: int = 0):
+                 text: tuple | None = None, num_classes: int = 0, superres_factor: int = 0, frame_mask: float = 0.0):
         self.ds, self.b, self.seed, self.flip, self.text = ds, batch_size, seed, flip, text
+        self.frame_mask = frame_mask
         self.num_classes, self.superres_factor = num_classes, superres_factor
         self.lat = codec.posterior(to_model_space(ds.images)) if codec is not None else None  # normalised (mean, std)
 
@@ -36,8 +37,8 @@ class Batches:
     def cond(self, step: int, x0: torch.Tensor, labels: torch.Tensor | None, g: torch.Generator, rows: slice,
              dropout: float, text_noise: float) -> Cond:
         """The condition of rows ``rows`` of the global batch: labels dropped to the null class with probability
-        ``dropout`` (classifier-free guidance), captions drawn per item, dropped and noised (``text_noise``), and the
-        low-res input of a super-resolution run."""
+        ``dropout`` (classifier-free guidance), captions drawn per item, dropped and noised (``text_noise``), the
+        low-res input of a super-resolution run, and the given first frames of a share ``frame_mask`` of the clips."""
         nc = self.num_classes
         cond = Cond(labels=drop_labels(labels, dropout, nc, g)[rows] if nc else None)
         if self.text is not None:
@@ -46,4 +47,10 @@ class Batches:
             cond.text = index_cond(augment(bank.cond(ids, torch.rand(self.b, generator=g) < dropout), text_noise, g), rows)
         if self.superres_factor:
             cond.lowres = F.avg_pool2d(x0[rows], self.superres_factor)
+        if self.frame_mask:  # Open-Sora's frame mask: a share of the clips get their first 1 .. T/2 frames given, clean
+            x = x0[rows]
+            b, t = x.shape[0], x.shape[2]
+            k = torch.randint(1, max(t // 2, 1) + 1, (b,), generator=g) * (torch.rand(b, generator=g) < self.frame_mask)
+            m = (torch.arange(t)[None] < k[:, None]).to(x.dtype)[:, None, :, None, None].expand(b, 1, *x.shape[2:])
+            cond.known, cond.known_mask = x * m, m
         return cond

@@ -51,6 +51,7 @@ class TrainConfig:
     ema_halflife_kimg: float | None = None
     ema_rampup_ratio: float = 0.05
     flip: bool = False
+    frame_mask: float | None = None  # video: share of clips trained with their first 1..T/2 frames given (image-to-video)
     # budget and bookkeeping
     steps: int | None = None
     minutes: float | None = None
@@ -90,6 +91,8 @@ class TrainConfig:
         for k, v in recipe.items():
             if k not in ("default_steps", "dit_preset", "dit_lr") and getattr(c, k) is None:
                 setattr(c, k, v)
+        if c.frame_mask is None:
+            c.frame_mask = 0.0
         if c.weighting is None:  # (None means "not given"; an empty string is a wrong value and is refused below)
             c.weighting = {"edm": "edm", "eps": "eps", "v": "v", "x0": "x0"}.get(c.param)
         if c.sigma_density is None:
@@ -119,6 +122,7 @@ class TrainConfig:
             (self.batch_size is not None and self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
             (self.lr is not None and self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 <= self.label_dropout < 1, f"--label-dropout must be in [0, 1), got {self.label_dropout}"),
+            (self.frame_mask is None or 0 <= self.frame_mask < 1, f"--frame-mask must be in [0, 1), got {self.frame_mask}"),
             (self.text_noise >= 0, f"--text-noise must be >= 0, got {self.text_noise}"),
             (self.warmup_steps is not None and self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
             (self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
@@ -149,5 +153,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # on the log-mels: --latent auto (3 of the 10 minutes to an autoencoder) lost pitch (README "Audio")
     "notes": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
     "audio": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
+    # video (moving Fashion-MNIST, data/moving.py): 8 x 32 x 32 clips as 2 x 4 x 4 tubelets (benchmarks/video_recipe.py)
+    "video": dict(preset="base", dit_preset="video", dit_lr=1e-3, batch_size=32, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=100,
+                  frame_mask=0.25, default_steps=20000),
     "_default": dict(preset="base", dit_preset="S", dit_lr=2e-4, batch_size=64, lr=1e-3, ema_halflife_kimg=50.0, warmup_steps=200, default_steps=20000),
 }

@@ -25,7 +25,7 @@ from .. import schedules
 from ..checkpoint import atomic_write_bytes, open_log, write_json
 from ..data import ImageDataset, batch_index, load_dataset, step_generator, to_model_space
 from ..errors import UserError
-from ..generate import SampleConfig, autocast, generate, round_robin_labels, use_bf16
+from ..generate import SampleConfig, autocast, generate, use_bf16
 from ..images import save_grid
 from ..losses import denoising_loss
 from ..modalities import Modality, modality_of
@@ -57,7 +57,7 @@ class TrainResult:
 def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int, int, int] | None = None,
                      latent_source: str | None = None) -> ModelConfig:
     """The model a training config asks for, shaped to the dataset (or to the autoencoder's latents)."""
-    c, h, w = ds.shape
+    c, *frames, h, w = ds.shape  # frames: [T] of clips, [] otherwise
     if cfg.cond == "class" and ds.num_classes < 2:
         raise UserError(f"--cond class needs a labelled dataset with at least 2 classes; {ds.name} has {ds.num_classes}")
     if cfg.cond == "text" and ds.num_classes < 2 and cfg.captions is None:
@@ -77,6 +77,16 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
         extra["patch_size"] = 1  # latents are already small: one token / pixel per latent position
     if width != size:
         extra["image_width"] = width
+    if frames:
+        if cfg.arch != "dit" or latent_shape or cfg.flip:
+            raise UserError(f"{ds.name} holds clips: train them with --model dit (spacetime patches), on pixels (no --latent), "
+                            "without --flip (it would reverse the motion the labels name)")
+        extra["frames"] = frames[0]
+        extra["known_frames"] = bool(cfg.frame_mask)
+    elif cfg.frame_mask:
+        raise UserError("--frame-mask is for video data")
+    elif {"attention", "temporal_patch"} & set(cfg.net_overrides):
+        raise UserError(f"--attention and --temporal-patch are for video data; {ds.name} holds {'images' if ds.modality is None else ds.modality['name']}")
     extra.update(image_size=size, in_channels=net_c, out_channels=net_c, **cfg.net_overrides)
     try:
         if cfg.arch == "dit":
@@ -92,7 +102,7 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
         raise UserError(f"bad --model {cfg.arch} settings: {e}") from None
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
                         beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr)  # type: ignore[arg-type]
-    latent = {"fingerprint": None, "image_shape": [c, h, w], "source": latent_source or cfg.latent} if latent_shape else None
+    latent = {"fingerprint": None, "image_shape": [c, *frames, h, w], "source": latent_source or cfg.latent} if latent_shape else None
     prompts = [caps[int(g)][0] for caps, g in [(ds.captions[0], ds.captions[1][(ds.labels == k).nonzero()[0, 0]])
                                                  for k in range(ds.num_classes)]] if cfg.cond == "text" and ds.captions else []
     return ModelConfig(net=net, precond=pre, arch=cfg.arch, cond=cfg.cond, class_names=names, data=cfg.data, data_dir=cfg.data_dir,
@@ -211,7 +221,8 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         raise UserError(f"{run / 'config.json'} describes a different model than this version builds from it")
     batch_index(len(ds), cfg.batch_size, 0, cfg.seed)  # a batch larger than the data is refused before anything is written
     torch.manual_seed(cfg.seed)
-    model = build_denoiser(mcfg).to(device).to(memory_format=torch.channels_last)
+    layout = torch.channels_last_3d if len(mcfg.net_shape) == 4 else torch.channels_last  # clips [B, C, T, H, W]: the 3-D one
+    model = build_denoiser(mcfg).to(device).to(memory_format=layout)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if codec is not None:
         attach_codec(ema, codec)  # the sample grids decode
@@ -223,13 +234,14 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     b = cfg.batch_size
     abar = mcfg.precond.abar()  # the VP schedule, computed once (used by the uniform-t density)
     lo, hi = d.rank * (b // d.world), (d.rank + 1) * (b // d.world)  # this rank's slice of every global batch
-    grid_labels = round_robin_labels(10 * max(nc, 1) if nc else 64, nc)
+    mod = modality_of(mcfg)
+    grid_labels = _grid_rows(nc, mod).repeat(mod.grid_per_row or 10) if nc else None
     text = training_text(ds, cfg) if cfg.cond == "text" else None  # (bank, choices, group of each image)
     if text is not None and d.is_writer:  # for nearest-caption conditioning at sampling time (text/retrieval.py)
         save_training_captions(run, text[0].texts, cfg.text_encoder)
-    grid_extra = _grid_conditions(mcfg, ds, text)
-    batches = Batches(ds, b, cfg.seed, cfg.flip, codec, text, nc, cfg.superres_factor if cfg.task == "superres" else 0)
-    mod = modality_of(mcfg)
+    grid_extra = _grid_conditions(mcfg, ds, text, mod)
+    batches = Batches(ds, b, cfg.seed, cfg.flip, codec, text, nc, cfg.superres_factor if cfg.task == "superres" else 0,
+                      cfg.frame_mask or 0.0)
     step, nimg, seconds = 0, 0, 0.0
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
     if mode == "resume":
@@ -264,7 +276,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
             sigma = _sample_sigma(cfg, abar, b, g)[lo:hi].to(device)  # [B/world]
             noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
             cond = batches.cond(step, x0, labels, g, slice(lo, hi), cfg.label_dropout, cfg.text_noise).to(device)
-            x0 = x0[lo:hi].to(device).contiguous(memory_format=torch.channels_last)  # [B/world, C, H, W]
+            x0 = x0[lo:hi].to(device).contiguous(memory_format=layout)  # [B/world, C, H, W] (or [B/world, C, T, H, W])
             lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -329,7 +341,13 @@ def _event(log, rec: dict) -> None:
         log.flush()
 
 
-def _grid_conditions(mcfg: ModelConfig, ds: ImageDataset, text) -> dict:
+def _grid_rows(n: int, mod: Modality) -> torch.Tensor:
+    """The classes or prompts the periodic grid shows: all n, or ``mod.grid_rows`` of them spread evenly."""
+    k = min(n, mod.grid_rows or n)
+    return torch.linspace(0, n - 1, k).round().long() if k else torch.zeros(0, dtype=torch.long)
+
+
+def _grid_conditions(mcfg: ModelConfig, ds: ImageDataset, text, mod: Modality) -> dict:
     """What the periodic sample grid is conditioned on: class prompts or captions for text models, and the
     downsampled first training images for super-resolution models (shown above their results)."""
     if text is not None:
@@ -337,7 +355,8 @@ def _grid_conditions(mcfg: ModelConfig, ds: ImageDataset, text) -> dict:
         from ..text.captions import canonical_prompt
 
         prompts = mcfg.prompts or [canonical_prompt(c) for c in mcfg.class_names] or text[0].texts[:8]
-        cond, which = prompt_cond(prompts, 8 * len(prompts), mcfg.text_encoder)
+        prompts = [prompts[i] for i in _grid_rows(len(prompts), mod).tolist()]
+        cond, which = prompt_cond(prompts, (mod.grid_per_row or 8) * len(prompts), mcfg.text_encoder)
         return {"text": cond, "rows": which}
     if mcfg.task == "superres":
         x = to_model_space(ds.images[:32])
