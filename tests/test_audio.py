@@ -226,7 +226,9 @@ def test_eval_synth_and_plot_work_on_audio_through_the_modality(audio_run, tmp_p
     assert Image.open(tmp_path / "p_samples.png").size[1] > 11 * 40  # one row per family
 
 
-def test_audio_bad_input_is_one_line_and_changes_nothing(audio_run, tmp_path):
+def test_audio_bad_input_is_one_line_and_changes_nothing(audio_run, tmp_path, capsys):
+    from cli_helpers import one_line_error_in_process
+
     before = _tree_hash(audio_run)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
@@ -243,7 +245,7 @@ def test_audio_bad_input_is_one_line_and_changes_nothing(audio_run, tmp_path):
         args = ["sample", audio_run, "--n", "1", "--steps", "2", *map(str, extra)]
         if "--out" not in map(str, extra):
             args += ["--out", str(tmp_path / "o.wav")]
-        one_line_error(diffuse(*args, check=False), needle)
+        one_line_error_in_process(capsys, needle, *args)  # (in this process: no interpreter start-up per case)
     assert _tree_hash(audio_run) == before
 
 
@@ -372,11 +374,18 @@ def test_inpainting_in_time_keeps_the_rest_of_the_clip(audio_run, tmp_path):
             time_mask(1.0, None, bad)
 
 
-def test_latent_audio_autoencoder_and_diffusion_through_the_cli(tmp_path):
+def test_latent_audio_autoencoder_and_diffusion_through_the_cli(tmp_path, capsys):
     """AudioLDM's shape of pipeline: a KL autoencoder on log-mels (non-square, f4), then latent diffusion in it;
     --seconds rounds to what the latent grid allows and the WAV has that length."""
     if not Path(notes.SOUNDFONTS[0]).is_file():
         pytest.skip(f"no SoundFont: {notes.APT}")
+    from cli_helpers import in_process
+
+    def diffuse(*args):  # in this process: no interpreter start-up per call
+        rc, err = in_process(capsys, *args)
+        assert rc == 0, err
+        return type("R", (), {"stderr": err})
+
     ae = tmp_path / "ae"
     diffuse("train-autoencoder", "--data", "notes:110", "--steps", "3", "--batch-size", "8", "--out", ae)
     doc = json.loads((ae / "config.json").read_text())

@@ -41,19 +41,21 @@ def test_same_seed_same_images(run, tmp_path):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-def test_bad_inputs_give_one_line(run, tmp_path):
-    one_line_error(diffuse("train", "--data", "imagenet", "--out", tmp_path / "x", check=False), "unknown dataset")
-    one_line_error(diffuse("train", "--data", tmp_path / "missing.npz", "--out", tmp_path / "x", check=False), "not found")
-    one_line_error(diffuse("train", "--steps", "0", "--out", tmp_path / "x", check=False), "--steps")
-    one_line_error(diffuse("train", "--steps", "-3", "--out", tmp_path / "x", check=False), "--steps")
-    one_line_error(diffuse("sample", run, "--steps", "0", "--out", tmp_path / "a.png", check=False), "--steps")
-    one_line_error(diffuse("sample", run, "--label", "10", "--out", tmp_path / "a.png", check=False), "out of range")
-    one_line_error(diffuse("sample", run, "--sampler", "nope", "--out", tmp_path / "a.png", check=False), "unknown sampler")
-    one_line_error(diffuse("sample", tmp_path / "norun", "--out", tmp_path / "a.png", check=False), "not found")
-    one_line_error(diffuse("sample", run, "--out", tmp_path / "a.jpg", check=False), ".png or .npz")
-    one_line_error(diffuse("sample", run, "--n", "x", "--out", tmp_path / "a.png", check=False), "--n")
-    one_line_error(diffuse("sample", run, "--churn", "5", "--out", tmp_path / "a.png", check=False), "--churn")
-    one_line_error(diffuse("sample", run, "--vocoder-refine", "10", "--out", tmp_path / "a.png", check=False), "is for audio runs")
+def test_bad_inputs_give_one_line(run, tmp_path, capsys):
+    from cli_helpers import one_line_error_in_process
+
+    one_line_error(diffuse("train", "--data", "imagenet", "--out", tmp_path / "x", check=False), "unknown dataset")  # the real entry point, once
+    one_line_error_in_process(capsys, "not found", "train", "--data", tmp_path / "missing.npz", "--out", tmp_path / "x")
+    one_line_error_in_process(capsys, "--steps", "train", "--steps", "0", "--out", tmp_path / "x")
+    one_line_error_in_process(capsys, "--steps", "train", "--steps", "-3", "--out", tmp_path / "x")
+    one_line_error_in_process(capsys, "--steps", "sample", run, "--steps", "0", "--out", tmp_path / "a.png")
+    one_line_error_in_process(capsys, "out of range", "sample", run, "--label", "10", "--out", tmp_path / "a.png")
+    one_line_error_in_process(capsys, "unknown sampler", "sample", run, "--sampler", "nope", "--out", tmp_path / "a.png")
+    one_line_error_in_process(capsys, "not found", "sample", tmp_path / "norun", "--out", tmp_path / "a.png")
+    one_line_error_in_process(capsys, ".png or .npz", "sample", run, "--out", tmp_path / "a.jpg")
+    one_line_error_in_process(capsys, "--n", "sample", run, "--n", "x", "--out", tmp_path / "a.png")
+    one_line_error_in_process(capsys, "--churn", "sample", run, "--churn", "5", "--out", tmp_path / "a.png")
+    one_line_error_in_process(capsys, "is for audio runs", "sample", run, "--vocoder-refine", "10", "--out", tmp_path / "a.png")
 
 
 def test_unconditional_model_rejects_guidance_and_label(tmp_path):

@@ -101,7 +101,7 @@ SAMPLE = {**SAMPLING, "--n": flag(st.integers(1, 6), st.one_of(BAD_INT, ABSURD))
           "--resample": flag(st.just(1), st.sampled_from(["2", "0", "-3"]))}
 
 
-test_fuzz_sample_flags = target("sample-flags", 320, st.one_of(
+test_fuzz_sample_flags = target("sample-flags", 220, st.one_of(
     command("sample", ["run", "--out", "{box}/o.png"], SAMPLE, ["o.png"]),
     command("sample", ["run", "--out", "{box}/o.npz"], SAMPLE, ["o.npz"]),
     command("sample", ["run"], {"--out": flag(st.sampled_from(["{box}/sub/o.png"]),

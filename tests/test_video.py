@@ -154,10 +154,10 @@ def video_run(tmp_path_factory):
     return run
 
 
-def test_cli_round_trip_gif_mp4_npz_and_frame_strips(video_run, tmp_path):
+def test_cli_round_trip_gif_mp4_npz_and_frame_strips(video_run, tmp_path, capsys):
     import json
 
-    from cli_helpers import diffuse
+    from cli_helpers import in_process
 
     from diffuse.modalities.video import read_clips
 
@@ -165,27 +165,27 @@ def test_cli_round_trip_gif_mp4_npz_and_frame_strips(video_run, tmp_path):
     assert cfg["modality"]["name"] == "video" and cfg["arch"] == "dit" and cfg["net"]["frames"] == 8
     assert (video_run / "samples" / "step_0000008.png").is_file()  # training preview: frame strips
     for out in ("c.gif", "c.mp4", "c.npz", "c.png"):
-        diffuse("sample", video_run, "--n", "3", "--steps", "2", "--label", "13", "--fps", "4", "--out", tmp_path / out)
+        assert in_process(capsys, "sample", video_run, "--n", "3", "--steps", "2", "--label", "13", "--fps", "4", "--out", tmp_path / out)[0] == 0
     for out in ("c.gif", "c.mp4"):
         assert read_clips(tmp_path / out, 1, "clip").shape[2] == 8
     with np.load(tmp_path / "c.npz") as z:
         assert z["videos"].shape == (3, 8, 16, 16, 1) and list(z["labels"]) == [13, 13, 13] and float(z["fps"]) == 4
-    diffuse("sample", video_run, "--n", "2", "--steps", "2", "--frames", "4", "--out", tmp_path / "short.npz")
+    assert in_process(capsys, "sample", video_run, "--n", "2", "--steps", "2", "--frames", "4", "--out", tmp_path / "short.npz")[0] == 0
     with np.load(tmp_path / "short.npz") as z:
         assert z["videos"].shape == (2, 4, 16, 16, 1)
 
 
-def test_image_to_video_keeps_the_still_and_a_clip_is_continued(video_run, tmp_path):
+def test_image_to_video_keeps_the_still_and_a_clip_is_continued(video_run, tmp_path, capsys):
     from PIL import Image
-    from cli_helpers import diffuse
+    from cli_helpers import in_process
 
     still = moving_dataset("moving-digits:limit=2", "test").images[1, 0, 0].numpy()  # [16, 16] uint8
     Image.fromarray(still).save(tmp_path / "still.png")
-    diffuse("sample", video_run, "--n", "2", "--steps", "3", "--init", tmp_path / "still.png", "--out", tmp_path / "i2v.npz")
+    assert in_process(capsys, "sample", video_run, "--n", "2", "--steps", "3", "--init", tmp_path / "still.png", "--out", tmp_path / "i2v.npz")[0] == 0
     with np.load(tmp_path / "i2v.npz") as z:
         v = z["videos"][..., 0]
     assert (v[:, 0] == still).all() and (v[:, 1:] != still).any()
-    diffuse("sample", video_run, "--n", "2", "--steps", "3", "--init", tmp_path / "i2v.npz", "--out", tmp_path / "more.npz")
+    assert in_process(capsys, "sample", video_run, "--n", "2", "--steps", "3", "--init", tmp_path / "i2v.npz", "--out", tmp_path / "more.npz")[0] == 0
     with np.load(tmp_path / "more.npz") as z:
         more = z["videos"][..., 0]
     assert np.array_equal(more[:, :4], v[:, 4:])  # the last T/2 frames of each clip open its continuation
@@ -200,22 +200,48 @@ def test_image_to_video_keeps_the_still_and_a_clip_is_continued(video_run, tmp_p
     (["--init", "{tmp}/bad.gif"], "cannot read"),
     (["--seconds", "1"], "--seconds is for audio models"),
 ])
-def test_bad_video_sampling_input_is_one_error_line(video_run, tmp_path, args, needle):
+def test_bad_video_sampling_input_is_one_error_line(video_run, tmp_path, capsys, args, needle):
     from PIL import Image
-    from cli_helpers import diffuse, one_line_error
+    from cli_helpers import one_line_error_in_process
 
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "big.png")
     (tmp_path / "bad.gif").write_bytes(b"GIF89a not really")
     args = [a.format(tmp=tmp_path) for a in args]
     out = [] if "--out" in args else ["--out", tmp_path / "c.gif"]
-    one_line_error(diffuse("sample", video_run, "--n", "1", "--steps", "1", *args, *out, check=False), needle)
+    one_line_error_in_process(capsys, needle, "sample", video_run, "--n", "1", "--steps", "1", *args, *out)
 
 
-def test_video_training_refuses_what_would_break_the_clips(tmp_path):
-    from cli_helpers import diffuse, one_line_error
+def test_video_training_refuses_what_would_break_the_clips(tmp_path, capsys):
+    from cli_helpers import one_line_error_in_process
 
     base = ["train", "--data", "moving-digits", "--steps", "1", "--out", tmp_path / "r"]
-    one_line_error(diffuse(*base, "--model", "unet", check=False), "train them with --model dit")
-    one_line_error(diffuse(*base, "--flip", check=False), "without --flip")
-    one_line_error(diffuse("train", "--data", "digits", "--model", "dit", "--attention", "divided", "--steps", "1",
-                           "--out", tmp_path / "d", check=False), "--attention and --temporal-patch are for video data")
+    one_line_error_in_process(capsys, "train them with --model dit", *base, "--model", "unet")
+    one_line_error_in_process(capsys, "without --flip", *base, "--flip")
+    one_line_error_in_process(capsys, "per-frame latents are not built yet", *base, "--latent", "auto")
+    one_line_error_in_process(capsys, "--attention and --temporal-patch are for video data", "train", "--data", "digits",
+                              "--model", "dit", "--attention", "divided", "--steps", "1", "--out", tmp_path / "d")
+
+
+def test_python_api_and_the_serve_job_queue_make_gifs(video_run, tmp_path):
+    """The page and the HTTP API run video jobs through the same record: a job's files are one GIF per clip (8
+    frames each, equal to the Python API's clips) and the .npz of all of them."""
+    from PIL import Image
+
+    import diffuse
+    from diffuse.serve.jobs import Jobs, Limits, Request
+
+    run = diffuse.load(video_run)
+    s = run.sample(n=2, steps=2, seed=5, label=13)
+    clips = s.items()
+    assert len(clips) == 2 and clips[0].shape == (8, 16, 16, 1) and clips[0].dtype == np.uint8
+    jobs = Jobs({"v": run}, Limits(), tmp_path / "jobs")
+    j = jobs.wait(jobs.submit(Request(run="v", n=2, steps=2, seed=5, label=13)).id, 60)
+    assert j.status == "done", j.error
+    gifs = [f for f in j.files if f.suffix == ".gif"]
+    assert len(gifs) == 2 and j.files[-1].suffix == ".npz" and len(j.values[0]) == 2
+    with Image.open(gifs[1]) as im:
+        assert im.n_frames == 8 and im.size == (64, 64)  # upscaled 4x for the page
+    with np.load(j.files[-1]) as z:
+        assert np.array_equal(z["videos"], np.stack(clips))
+    with pytest.raises(diffuse.UserError, match="image runs"):  # no still or clip uploads on the page yet
+        jobs.submit(Request(run="v", init=b"\x89PNG"))

@@ -25,7 +25,7 @@ from torch import nn
 from ..checkpoint import load_into, load_tensors, save_tensors
 from ..pixels import to_model_space, to_uint8
 from .classifier import cache_dir, dataset_hash
-from .judge import Judge, _splits
+from .judging import Judge, _splits
 
 CLIPNET_VERSION = 1
 MIN_SPEED = 0.3  # pixels per frame: slower centroid tracks count as no motion

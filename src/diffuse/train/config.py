@@ -153,7 +153,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # on the log-mels: --latent auto (3 of the 10 minutes to an autoencoder) lost pitch (README "Audio")
     "notes": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
     "audio": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=64, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
-    # video (moving Fashion-MNIST, data/moving.py): 8 x 32 x 32 clips as 2 x 4 x 4 tubelets (benchmarks/video_recipe.py)
+    # video (moving Fashion-MNIST, data/moving.py): 8 x 32 x 32 clips as 4 x 4 x 4 tubelets (benchmarks/video_recipe.py)
     "video": dict(preset="base", dit_preset="video", dit_lr=1e-3, batch_size=32, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=100,
                   frame_mask=0.25, default_steps=20000),
     "_default": dict(preset="base", dit_preset="S", dit_lr=2e-4, batch_size=64, lr=1e-3, ema_halflife_kimg=50.0, warmup_steps=200, default_steps=20000),

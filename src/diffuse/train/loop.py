@@ -115,6 +115,10 @@ def _latent_dir(cfg: TrainConfig, mode: str, run: Path, d: D.Dist) -> tuple[Trai
     trained first if need be, its time taken off ``--minutes``), and the config with that budget; else None."""
     if not cfg.uses_latent:
         return cfg, None
+    from ..data import modality_name
+
+    if modality_name(cfg.data) == "video":  # refused before an autoencoder is trained for it
+        raise UserError(f"{cfg.data} holds clips: per-frame latents are not built yet, train video on pixels (no --latent)")
     if mode != "fresh":
         return cfg, run / "autoencoder"
     if cfg.latent != "auto":
