@@ -5,7 +5,6 @@ mono WAVs with a spectrogram grid and a manifest, an .npz (``audio`` float32 [N,
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 from ..audio.mel import MelConfig, MelFrontEnd
 from ..audio.vocoder import get_vocoder
 from ..errors import UserError
-from .base import Meta, Modality, params_text
+from .base import Meta, Modality, params_text, write_npz
 
 DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv", "refine": 100}
 
@@ -116,14 +115,7 @@ class AudioModality(Modality):
             write_wav(out, waves[0], sr)
             return f"wrote {out} ({waves.shape[1] / sr:.2f} s at {sr} Hz)"
         if out.suffix == ".npz":
-            arrays: dict[str, Any] = {"audio": waves.numpy().astype(np.float32), "sample_rate": np.int64(sr)}
-            if meta.labels is not None:
-                arrays["labels"] = meta.labels.numpy().astype(np.int64)
-            if meta.prompts is not None:
-                arrays["prompts"] = np.array(meta.prompts)
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **arrays)
-            atomic_write_bytes(out, buf.getvalue())
+            write_npz(out, {"audio": waves.numpy().astype(np.float32), "sample_rate": np.int64(sr)}, meta)
             return f"wrote {len(waves)} clips to {out}"
         manifest = []
         for i, w in enumerate(waves):

@@ -23,6 +23,25 @@ class Meta:
     params: dict[str, Any] | None = None  # how they were made (api.py), stored in PNGs
 
 
+def write_npz(out: Path, arrays: dict[str, Any], meta: "Meta") -> None:
+    """``arrays`` plus the samples' ``labels`` (int64) or ``prompts`` from ``meta``, as one compressed .npz written
+    atomically (every record's .npz output)."""
+    import io
+
+    import numpy as np
+
+    from ..checkpoint import atomic_write_bytes
+
+    arrays = dict(arrays)
+    if meta.labels is not None:
+        arrays["labels"] = meta.labels.numpy().astype(np.int64)
+    if meta.prompts is not None:
+        arrays["prompts"] = np.array(meta.prompts)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(out, buf.getvalue())
+
+
 def params_text(params: dict[str, Any] | None) -> dict[str, str] | None:
     """A PNG text chunk of generation parameters (api.PARAMS_KEY -> JSON)."""
     import json

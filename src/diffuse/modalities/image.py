@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..pixels import to_model_space, to_uint8
 from ..errors import UserError
-from .base import Meta, Modality, params_text
+from .base import Meta, Modality, params_text, write_npz
 
 
 class ImageModality(Modality):
@@ -57,7 +55,6 @@ class ImageModality(Modality):
 
     def write(self, x: torch.Tensor, out: Path, meta: Meta) -> str:
         """A grid PNG (one row per class or prompt) or an .npz with images, labels and prompts."""
-        from ..checkpoint import atomic_write_bytes
         from ..images import save_grid
 
         out = Path(out)
@@ -66,14 +63,7 @@ class ImageModality(Modality):
         if out.suffix == ".png":
             save_grid(out, images, meta.rows, text=params_text(meta.params))
             return f"wrote {len(x)} samples to {out}"
-        arrays = {"images": images.permute(0, 2, 3, 1).numpy()}
-        if meta.labels is not None:
-            arrays["labels"] = meta.labels.numpy().astype(np.int64)
-        if meta.prompts is not None:
-            arrays["prompts"] = np.array(meta.prompts)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(out, buf.getvalue())
+        write_npz(out, {"images": images.permute(0, 2, 3, 1).numpy()}, meta)
         return f"wrote {len(x)} samples to {out}"
 
     def read(self, path: Path, what: str, shape: tuple[int, ...]) -> torch.Tensor:

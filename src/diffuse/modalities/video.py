@@ -18,7 +18,7 @@ import torch
 
 from ..errors import UserError
 from ..pixels import to_model_space, to_uint8
-from .base import Meta, Modality, params_text
+from .base import Meta, Modality, params_text, write_npz
 
 CLIP_SUFFIXES = (".gif", ".mp4", ".npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -93,14 +93,7 @@ class VideoModality(Modality):
             save_grid(out, self.preview(x), None, ncol=1, text=params_text(meta.params))
             return f"wrote the frame strips of {len(x)} clips to {out}"
         if out.suffix == ".npz":
-            arrays: dict[str, Any] = {"videos": self.frames(x), "fps": np.float64(self.fps)}
-            if meta.labels is not None:
-                arrays["labels"] = meta.labels.numpy().astype(np.int64)
-            if meta.prompts is not None:
-                arrays["prompts"] = np.array(meta.prompts)
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **arrays)
-            atomic_write_bytes(out, buf.getvalue())
+            write_npz(out, {"videos": self.frames(x), "fps": np.float64(self.fps)}, meta)
             return f"wrote {len(x)} clips of {t} frames to {out}"
         sheet = self._sheet(x, meta.rows)
         atomic_write_bytes(out, gif_bytes(sheet, self.fps) if out.suffix == ".gif" else mp4_bytes(sheet, self.fps))
