@@ -248,6 +248,33 @@ def test_memory_guard_traces_the_true_activation_peak():
         forward_peak_bytes(net, torch.empty(3, 7, device="meta"))
 
 
+def test_a_traced_peak_is_cached_per_network_and_shape_and_a_bad_cache_is_traced_again(monkeypatch, tmp_path):
+    import diffuse.memory as memory
+
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path))
+    net = torch.nn.Sequential(torch.nn.Linear(100, 1000), torch.nn.ReLU(), torch.nn.Linear(1000, 10))
+    x = torch.empty(8, 100, device="meta")
+    traced = memory.forward_peak_bytes(net, x)
+    files = list((tmp_path / "memory").glob("*.json"))
+    assert traced == 4 * 8 * 2000 and len(files) == 1
+    calls = []
+    real = memory._traced_peak
+    monkeypatch.setattr(memory, "_traced_peak", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert memory.forward_peak_bytes(net, x) == traced and not calls  # from the cache
+    assert memory.forward_peak_bytes(net, torch.empty(9, 100, device="meta")) == 4 * 9 * 2000 and len(calls) == 1
+    wider = torch.nn.Sequential(torch.nn.Linear(100, 2000), torch.nn.ReLU(), torch.nn.Linear(2000, 10))
+    assert memory.forward_peak_bytes(wider, x) == 4 * 8 * 4000 and len(calls) == 2  # another network: its own entry
+    files[0].write_text("{not json")
+    assert memory.forward_peak_bytes(net, x) == traced and len(calls) == 3  # a torn cache file is traced again
+    import diffuse.checkpoint as ck
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck, "atomic_write_bytes", full)  # a full or read-only cache costs the trace, nothing else
+    assert memory.forward_peak_bytes(net, torch.empty(10, 100, device="meta")) == 4 * 10 * 2000 and len(calls) == 4
+
+
 def test_memory_guard_refuses_what_cannot_fit_and_batches_the_rest(tmp_path, capsys, monkeypatch):
     run = tmp_path / "m"
     train(TrainConfig(out=str(run), steps=1, **FAST))

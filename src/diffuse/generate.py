@@ -21,7 +21,7 @@ from .samplers import get_sampler
 
 if TYPE_CHECKING:
     from .editing import Edit
-    from .text.bank import TextRows
+    from .text.bank import CaptionBank, TextRows
 
 
 # Default classifier-free guidance for conditional models, chosen from a sweep on the Fashion-MNIST recipe
@@ -146,15 +146,16 @@ def check_prompts(prompts: list[str]) -> None:
             raise UserError("empty prompt: give each --prompt some text")
 
 
-def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm") -> tuple["TextRows", torch.Tensor]:
+def prompt_cond(prompts: list[str], n: int, encoder: str = "minilm", bank: "CaptionBank | None" = None
+                ) -> tuple["TextRows", torch.Tensor]:
     """The text condition of n samples cycling through ``prompts`` (sample i gets prompt i mod P), and the prompt
-    index of each sample [n]. Each distinct prompt is encoded once and held once (TextRows), whatever n is."""
-    from .text.bank import CaptionBank
-
-    from .text.bank import TextRows
+    index of each sample [n]. Each distinct prompt is encoded once and held once (TextRows), whatever n is; where
+    ``bank`` (a run's encoded training captions) holds every prompt, its rows are used and the encoder is not loaded."""
+    from .text.bank import CaptionBank, TextRows
 
     check_prompts(prompts)
-    bank = CaptionBank.build(prompts, encoder, cache=False)
+    if bank is None or not set(prompts) <= set(bank.texts):
+        bank = CaptionBank.build(prompts, encoder, cache=False)
     which = torch.arange(n) % len(prompts)
     return TextRows(bank.cond(bank.index(prompts)), which), which
 

@@ -9,12 +9,13 @@ each moment. That works for any network, any modality and any batch size in tens
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import weakref
 from pathlib import Path
 from typing import Any
-
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -25,6 +26,7 @@ from .errors import UserError
 # measured at batch 512 on the Fashion-MNIST presets, peak resident growth of one forward pass was 1.44x the
 # traced tensor peak for the U-Net and 1.31x for the DiT; 2x leaves room for other kernels and devices.
 OVERHEAD = 2.0
+PEAK_CACHE_VERSION = 1  # bump when the tracing changes what it counts
 
 
 class _LiveBytes(TorchDispatchMode):
@@ -84,10 +86,43 @@ class _Method(torch.nn.Module):
         return getattr(self.m, self.method)(*args)
 
 
+def _peak_key(module: torch.nn.Module, args: Any, method: str) -> str:
+    """What a traced peak depends on: the module tree and its configs, the input shapes and dtypes, the method and
+    the versions of torch and of this code."""
+    from . import __version__
+
+    cfgs = [repr(getattr(m, "cfg", None)) for m in (module, getattr(module, "net", None), getattr(module, "ae", None))]
+    shapes = [(tuple(t.shape), str(t.dtype)) for t in _tensors(args)]
+    text = repr((PEAK_CACHE_VERSION, __version__, torch.__version__, method, repr(module), cfgs, shapes, repr(meta_like(args))))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def forward_peak_bytes(module: torch.nn.Module, *args: Any, method: str = "forward") -> int:
     """Peak bytes of the tensors alive during ``module.<method>(*args)``, measured on the meta device; ``args`` may
     be real tensors (only their shapes are used). Raises UserError when the module cannot run on these shapes (a
-    config that describes a network that does not fit its own input)."""
+    config that describes a network that does not fit its own input).
+
+    A measured peak is kept in the user's cache (one small JSON per network and input shapes): tracing on meta
+    tensors runs torch's Python reference ops, whose first call imports torch._dynamo, 1.2 s of every
+    `diffuse sample` otherwise (benchmarks/first_image.py)."""
+    from .cache import cache_dir
+
+    path = cache_dir() / "memory" / f"{_peak_key(module, args, method)}.json"
+    try:
+        return int(json.loads(path.read_text())["peak"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    peak = _traced_peak(module, *args, method=method)
+    try:
+        from .checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(path, json.dumps({"peak": peak}).encode())
+    except (OSError, UserError):  # a read-only or full cache costs the next call the trace, nothing else
+        pass
+    return peak
+
+
+def _traced_peak(module: torch.nn.Module, *args: Any, method: str = "forward") -> int:
     wrapper = _Method(module, method)
     params = {k: meta_like(v) for k, v in (*wrapper.named_parameters(), *wrapper.named_buffers())}
     margs = meta_like(args)

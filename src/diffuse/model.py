@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -94,6 +96,22 @@ class ModelConfig:
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _no_init():
+    """Weight initialisers as no-ops, for the meta-device pass that only counts bytes: on meta tensors torch runs
+    ``normal_``/``uniform_`` through its Python reference ops, whose first call imports torch._dynamo (1.2 s of every
+    `diffuse sample`, benchmarks/first_image.py)."""
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *a, **k: tensor)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.nn.init, n, f)
+
+
 def build_denoiser(cfg: ModelConfig) -> Precond:
     """The network wrapped in its preconditioning: a module implementing D(x, sigma, cond) -> x0_hat. The network
     is first built on the meta device (no memory), so a config whose weights cannot fit, or that describes no
@@ -103,7 +121,7 @@ def build_denoiser(cfg: ModelConfig) -> Precond:
     boundary = float(cfg.consistency["sigma_min"]) if cfg.consistency else 0.0
     make = lambda: Precond(DiT(cfg.net) if cfg.arch == "dit" else UNet(cfg.net), cfg.precond, boundary)  # noqa: E731
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _no_init():
             nbytes = sum(t.numel() * t.element_size() for t in make().state_dict().values())
         from .memory import check_fits
 

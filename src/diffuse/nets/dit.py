@@ -102,7 +102,8 @@ def dit_preset(name: str, **overrides) -> DiTConfig:
 def sincos_2d(width: int, grid: int | tuple[int, int]) -> torch.Tensor:
     """Fixed 2-D sin-cos position embedding [gh * gw, width]: half the channels encode the row, half the column."""
     gh, gw = (grid, grid) if isinstance(grid, int) else grid
-    rows, cols = torch.meshgrid(torch.arange(gh, dtype=torch.float32), torch.arange(gw, dtype=torch.float32), indexing="ij")
+    # on the CPU even while the network is built on meta: a few KB, and meta math would import torch._dynamo (model.py)
+    rows, cols = torch.meshgrid(*(torch.arange(n, dtype=torch.float32, device="cpu") for n in (gh, gw)), indexing="ij")
     return torch.cat([positional_embedding(rows.reshape(-1), width // 2), positional_embedding(cols.reshape(-1), width // 2)], 1)
 
 

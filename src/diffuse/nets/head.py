@@ -27,7 +27,7 @@ class ConditioningHead(nn.Module):
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None  # + the null class
         if text_dim > 0:  # the pooled text joins the noise embedding; the learned null text stands in for dropped captions
             self.text_pool = nn.Linear(text_dim, emb_dim)
-            self.null_token = nn.Parameter(torch.randn(text_dim) * 0.02)
+            self.null_token = nn.Parameter(nn.init.normal_(torch.empty(text_dim), std=0.02))  # nn.init: skipped on meta (model.py)
             self.null_pooled = nn.Parameter(torch.zeros(text_dim))
 
     @staticmethod

@@ -21,7 +21,7 @@ def spacetime_positions(width: int, frames: int, grid: tuple[int, int]) -> torch
     third of the (even) width each."""
     gh, gw = grid
     third = width // 6 * 2
-    t, r, c = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in (frames, gh, gw)), indexing="ij")
+    t, r, c = torch.meshgrid(*(torch.arange(n, dtype=torch.float32, device="cpu") for n in (frames, gh, gw)), indexing="ij")
     return torch.cat([positional_embedding(a.reshape(-1), d) for a, d in ((t, third), (r, third), (c, width - 2 * third))], 1)
 
 

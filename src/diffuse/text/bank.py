@@ -99,8 +99,7 @@ class CaptionBank:
         from .encoder import get_encoder
 
         texts = list(dict.fromkeys(texts))
-        key = hashlib.sha256(json.dumps([encoder, texts]).encode()).hexdigest()[:16]
-        path = cache_dir() / "text" / f"{encoder}-{key}.safetensors"
+        path = cache_dir() / "text" / f"{encoder}-{cls.key(texts, encoder)}.safetensors"
         if cache and path.is_file():
             t, _ = load_tensors(path, "cached caption embeddings")
             return cls(texts, t["tokens"].float(), t["mask"].bool(), t["pooled"].float(), encoder)
@@ -109,6 +108,30 @@ class CaptionBank:
             save_tensors(path, {"tokens": tokens.half(), "mask": mask.to(torch.uint8), "pooled": pooled}, {"n": len(texts)})
             tokens = tokens.half().float()  # what a cached load gives, so a first and a later run train identically
         return cls(texts, tokens, mask, pooled, encoder)
+
+    @staticmethod
+    def key(texts: list[str], encoder: str) -> str:
+        """Content key of an encoded caption set (its cache file name)."""
+        return hashlib.sha256(json.dumps([encoder, list(dict.fromkeys(texts))]).encode()).hexdigest()[:16]
+
+    def save(self, path: Any) -> None:
+        """Write the bank (tokens in half precision, as the cache holds them) with its content key."""
+        save_tensors(path, {"tokens": self.tokens.half(), "mask": self.mask.to(torch.uint8), "pooled": self.pooled},
+                     {"n": len(self.texts), "key": self.key(self.texts, self.encoder)})
+
+    @classmethod
+    def load(cls, path: Any, texts: list[str], encoder: str) -> "CaptionBank | None":
+        """The bank ``save`` wrote for exactly these texts and encoder, or None (missing, unreadable or another set)."""
+        from ..errors import UserError
+
+        texts = list(dict.fromkeys(texts))
+        try:
+            t, meta = load_tensors(path, "caption embeddings")
+            if meta.get("key") != cls.key(texts, encoder) or len(t["pooled"]) != len(texts):
+                return None
+            return cls(texts, t["tokens"].float(), t["mask"].bool(), t["pooled"].float(), encoder)
+        except (UserError, KeyError):
+            return None
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -25,8 +25,13 @@ from ..checkpoint import read_json, write_json
 CAPTIONS_FILE = "captions.json"
 
 
-def save_training_captions(run: Path, texts: list[str], encoder: str) -> None:
-    write_json(Path(run) / CAPTIONS_FILE, {"encoder": encoder, "texts": list(texts)})
+BANK_FILE = "captions.safetensors"  # the encoded training captions, so a copied run needs no encoder to start
+
+
+def save_training_captions(run: Path, bank: Any) -> None:
+    """RUN/captions.json (the caption list) and RUN/captions.safetensors (their encodings, a CaptionBank)."""
+    write_json(Path(run) / CAPTIONS_FILE, {"encoder": bank.encoder, "texts": list(bank.texts)})
+    bank.save(Path(run) / BANK_FILE)
 
 
 def training_captions(run: Path, mcfg: Any) -> list[str] | None:
@@ -44,16 +49,70 @@ def training_captions(run: Path, mcfg: Any) -> list[str] | None:
     return captions_of_classes(mcfg.class_names)
 
 
-def nearest_captions(prompts: list[str], captions: list[str], encoder: str) -> list[tuple[str, float]]:
-    """(nearest training caption, cosine) of each prompt, by the encoder's pooled (unit) sentence embeddings."""
+def nearest_captions(prompts: list[str], captions: list[str], encoder: str, bank: Any = None) -> list[tuple[str, float]]:
+    """(nearest training caption, cosine) of each prompt, by the encoder's pooled (unit) sentence embeddings. A prompt
+    that is a training caption is its own nearest (cosine 1) without the encoder, so asking for training captions only
+    never loads it (seconds of `diffuse sample`, benchmarks/first_image.py); nor does a prompt asked before
+    (prompt_embeddings)."""
     from .bank import CaptionBank
 
-    train = CaptionBank.build(captions, encoder)  # cached on disk: encoded once per caption set
-    asked = CaptionBank.build(list(prompts), encoder, cache=False)
-    sim = asked.pooled @ train.pooled.T  # [P distinct, M]
-    best, idx = sim.max(dim=1)
-    near = {p: (train.texts[int(i)], float(s)) for p, i, s in zip(asked.texts, idx, best)}
+    train = bank or CaptionBank.build(captions, encoder)  # cached on disk: encoded once per caption set
+    known = set(train.texts)
+    near = {p: (p, 1.0) for p in prompts if p in known}
+    new = [p for p in dict.fromkeys(prompts) if p not in known]
+    if new:
+        pooled = prompt_embeddings(new, encoder)
+        sim = pooled @ train.pooled.T  # [P distinct, M]
+        best, idx = sim.max(dim=1)
+        near.update({p: (train.texts[int(i)], float(s)) for p, i, s in zip(new, idx, best)})
     return [near[p] for p in prompts]
+
+
+def prompt_embeddings(prompts: list[str], encoder: str) -> Any:
+    """Pooled (unit) embeddings [P, D] of distinct prompts. Each is kept in the user's cache (text/pooled/, a small
+    JSON per prompt), so a prompt asked for again needs no encoder."""
+    import hashlib
+    import json
+
+    import torch
+
+    from ..cache import cache_dir
+    from ..checkpoint import atomic_write_bytes
+    from ..errors import UserError
+    from .bank import CaptionBank
+
+    folder = cache_dir() / "text" / "pooled"
+    paths = [folder / f"{encoder}-{hashlib.sha256(p.encode()).hexdigest()[:24]}.json" for p in prompts]
+    rows: dict[int, torch.Tensor] = {}
+    for i, (p, path) in enumerate(zip(prompts, paths)):
+        try:
+            d = json.loads(path.read_text())
+            if d["prompt"] == p:
+                rows[i] = torch.tensor(d["pooled"], dtype=torch.float32)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    todo = [i for i in range(len(prompts)) if i not in rows]
+    if todo:
+        fresh = CaptionBank.build([prompts[i] for i in todo], encoder, cache=False).pooled
+        for i, v in zip(todo, fresh):
+            rows[i] = v
+            try:
+                atomic_write_bytes(paths[i], json.dumps({"prompt": prompts[i], "pooled": v.tolist()}).encode())
+            except (OSError, UserError):  # a full or read-only cache costs the next call the encoder, nothing else
+                pass
+    return torch.stack([rows[i] for i in range(len(prompts))])
+
+
+def training_bank(run: Path, mcfg: Any) -> Any:
+    """The encoded training captions of a text run (a CaptionBank, from the disk cache after the first time), or None
+    where they cannot be known."""
+    from .bank import CaptionBank
+
+    captions = training_captions(run, mcfg)
+    if captions is None:
+        return None
+    stored = CaptionBank.load(Path(run) / BANK_FILE, captions, mcfg.text_encoder) if (Path(run) / BANK_FILE).is_file() else None
+    return stored or CaptionBank.build(captions, mcfg.text_encoder)
 
 
 def snap_prompts(prompts: list[str], run: Path, mcfg: Any, enabled: bool = True) -> tuple[list[str], list[str]]:
@@ -67,6 +126,6 @@ def snap_prompts(prompts: list[str], run: Path, mcfg: Any, enabled: bool = True)
     captions = training_captions(run, mcfg)
     if captions is None:
         return list(prompts), [f"{run} does not record its training captions: conditioning on the raw prompts"]
-    near = nearest_captions(prompts, captions, mcfg.text_encoder)
+    near = nearest_captions(prompts, captions, mcfg.text_encoder, training_bank(run, mcfg))
     lines = [f"prompt {p!r} -> training caption {c!r} (cosine {s:.2f})" for p, (c, s) in dict(zip(prompts, near)).items()]
     return [c for c, _ in near], lines

@@ -138,7 +138,7 @@ def _copy_teacher_files(teacher: Path, run: Path) -> None:
     """What sampling a run needs besides its weights and config: the autoencoder of a latent run, a text run's captions."""
     if (teacher / "autoencoder").is_dir():
         shutil.copytree(teacher / "autoencoder", run / "autoencoder", dirs_exist_ok=True)
-    for f in teacher.glob("captions*.json"):
+    for f in [*teacher.glob("captions*.json"), *teacher.glob("captions.safetensors")]:
         shutil.copy2(f, run / f.name)
 
 

@@ -242,7 +242,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     grid_labels = _grid_rows(nc, mod).repeat(mod.grid_per_row or 10) if nc else None
     text = training_text(ds, cfg) if cfg.cond == "text" else None  # (bank, choices, group of each image)
     if text is not None and d.is_writer:  # for nearest-caption conditioning at sampling time (text/retrieval.py)
-        save_training_captions(run, text[0].texts, cfg.text_encoder)
+        save_training_captions(run, text[0])
     grid_extra = _grid_conditions(mcfg, ds, text, mod)
     batches = Batches(ds, b, cfg.seed, cfg.flip, codec, text, nc, cfg.superres_factor if cfg.task == "superres" else 0,
                       cfg.frame_mask or 0.0)
