@@ -208,7 +208,7 @@ def test_eval_synth_and_plot_work_on_audio_through_the_modality(audio_run, tmp_p
     to the real floor and the vocoder's, synth writes a WAV folder, plot draws spectrograms. $CI is set because
     pyfluidsynth then prints on stdout, which once broke --json on CI machines."""
     monkeypatch.setenv("CI", "1")
-    r = diffuse("eval", audio_run, "--n", "12", "--steps", "3", "--metrics", "fid,kid,acc", "--json")
+    r = diffuse("eval", audio_run, "--n", "12", "--steps", "3", "--metrics", "fid,kid,acc", "--json", fresh=True)  # fd 1 too
     res = json.loads(r.stdout)
     assert "mel domain classifier" in res["feature_net"] and 0 <= res["label_accuracy"] <= 1
     # a 6-step model is far from the data; real clips, with or without the vocoder, are much closer

@@ -4,8 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import diffuse, one_line_error
 from PIL import Image
+
+from diffuse.generate import SampleConfig
+from diffuse.synth import SYNTH_GUIDANCE, synthetic_images
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def test_same_seed_same_images(run, tmp_path):
 def test_bad_inputs_give_one_line(run, tmp_path, capsys):
     from cli_helpers import one_line_error_in_process
 
-    one_line_error(diffuse("train", "--data", "imagenet", "--out", tmp_path / "x", check=False), "unknown dataset")  # the real entry point, once
+    one_line_error(diffuse("train", "--data", "imagenet", "--out", tmp_path / "x", check=False, fresh=True), "unknown dataset")  # the real entry point, once
     one_line_error_in_process(capsys, "not found", "train", "--data", tmp_path / "missing.npz", "--out", tmp_path / "x")
     one_line_error_in_process(capsys, "--steps", "train", "--steps", "0", "--out", tmp_path / "x")
     one_line_error_in_process(capsys, "--steps", "train", "--steps", "-3", "--out", tmp_path / "x")
@@ -87,6 +91,12 @@ def test_synth_is_deterministic_and_resumable(run, tmp_path):
     assert len(rows) == 30 and {r["label"] for r in rows} == {str(i) for i in range(10)}
     assert set(rows[0]) == {"file", "label", "class_name", "seed", "sampler", "steps", "guidance"}
     assert all((out / r["file"]).is_file() and r["file"].startswith(r["class_name"] + "/") for r in rows)
+    assert {r["guidance"] for r in rows} == {str(SYNTH_GUIDANCE)}  # synth's own default (chosen by CAS), not sample's
+    # what CAS scores (metrics/cas.py) is exactly what synth writes
+    images, labels, _ = synthetic_images(run, 3, SampleConfig(steps=6, batch_size=8))
+    assert labels.tolist() == [int(r["label"]) for r in rows]
+    written = torch.stack([torch.from_numpy(np.array(Image.open(out / r["file"]))) for r in rows])
+    assert torch.equal(images[:, 0], written)
     victim, keep = out / rows[4]["file"], out / rows[20]["file"]
     before, mtime = victim.read_bytes(), keep.stat().st_mtime_ns
     victim.unlink()

@@ -13,6 +13,7 @@ from PIL import Image
 from diffuse.data.sources import FASHION_CLASSES
 from diffuse.errors import UserError
 from diffuse.nets.unet import UNet, preset
+from diffuse.synth import SYNTH_TEXT_GUIDANCE
 from diffuse.text.captions import SYNONYMS, canonical_prompt, class_captions, read_captions_file
 
 HELDOUT = Path(__file__).parent.parent / "benchmarks" / "prompts" / "fmnist_heldout.tsv"
@@ -109,6 +110,11 @@ def test_text_model_round_trip(text_run, tmp_path):
     diffuse("synth", text_run, "--per-class", "2", "--steps", "4", "--out", tmp_path / "syn")
     rows = (tmp_path / "syn" / "manifest.csv").read_text().splitlines()
     assert rows[0].endswith(",prompt") and len(rows) == 21
+    # CAS on a text model: one prompt per class, as synth makes its set
+    r = diffuse("eval", text_run, "--metrics", "cas", "--cas-per-class", "20", "--cas-steps", "150", "--steps", "8", "--json")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["cas_real_equal_n"] > 0.6 and res["cas_synthetic"] > 0.15  # chance: 0.1
+    assert res["cas_sampling"]["guidance"] == SYNTH_TEXT_GUIDANCE
 
 
 def test_sample_conditions_on_the_nearest_training_caption(text_run, tmp_path):
@@ -154,6 +160,31 @@ def test_nearest_caption_of_heldout_prompts_has_their_class():
     hits = sum(cls_of[c] == cls for (cls, _), (c, _) in zip(rows, near))
     assert hits >= 26, [(p, c) for (_, p), (c, _) in zip(rows, near)]
     assert all(0 < s < 1 for _, s in near)
+
+
+def test_a_copied_run_samples_training_captions_without_the_encoder(text_run, tmp_path, monkeypatch, capsys):
+    """The run carries its encoded captions (captions.safetensors): on a machine with an empty cache, a prompt that is
+    a training caption, or one asked before, never loads the text encoder; the same prompt gives the same image
+    through the encoder-free path as through a fresh nearest-caption lookup."""
+    import diffuse.text.encoder as enc
+    from cli_helpers import in_process
+
+    from diffuse.text.retrieval import training_captions
+
+    assert (text_run / "captions.safetensors").is_file()
+    caption = training_captions(text_run, None)[5]
+    args = ("sample", text_run, "--n", "2", "--steps", "4", "--seed", "3")
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "empty-cache"))
+    rc, err = in_process(capsys, *args, "--prompt", "a slightly different seven", "--out", tmp_path / "a.npz")
+    assert rc == 0, err
+    monkeypatch.setattr(enc, "_LOADED", {})
+    monkeypatch.setitem(enc.ENCODERS, "minilm", lambda: (_ for _ in ()).throw(AssertionError("encoder loaded")))
+    for prompt, out in ((caption, "b.npz"), ("a slightly different seven", "c.npz")):
+        rc, err = in_process(capsys, *args, "--prompt", prompt, "--out", tmp_path / out)
+        assert rc == 0, err
+    assert np.array_equal(np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "c.npz")["images"])
+    with pytest.raises(AssertionError, match="encoder loaded"):  # a new prompt does need the encoder
+        in_process(capsys, *args, "--prompt", "never asked before", "--out", tmp_path / "d.npz")
 
 
 def test_text_bad_inputs(text_run, tmp_path):

@@ -14,9 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -50,12 +50,115 @@ def read_prompt_classes(path: Path) -> tuple[list[str], list[list[str]]]:
     return list(classes), list(classes.values())
 
 
+# The default guidance of `diffuse synth`: the strength whose synthetic set trains the best classifier (CAS,
+# Ravuri & Vinyals 2019), which is lower than the strength that scores best on FID and label accuracy (DEFAULT_GUIDANCE
+# in generate.py): a classifier needs varied images, guidance trades variety for fidelity.
+# Measured by benchmarks/synth_defaults.py (README, "Synthetic data"); see SYNTH_SWEEP there.
+SYNTH_GUIDANCE = 1.0
+SYNTH_TEXT_GUIDANCE = 1.5
+
+
+@dataclass
+class ClassPlan:
+    """What a synthetic set's classes are: names, and for text models the prompts per class and what each class is
+    conditioned on (the prompts, or their nearest training captions)."""
+
+    names: list[str]
+    prompts: list[list[str]] | None = None
+    texts: list[list[str]] | None = None
+
+    def items(self, per_class: int) -> tuple[torch.Tensor, list[str] | None, list[str] | None]:
+        """(label [N], prompt of each item, text it is conditioned on) for ``per_class`` items of every class; item i
+        has label i // per_class and cycles through its class's prompts."""
+        total = per_class * len(self.names)
+        labels = torch.arange(total) // per_class
+        if self.prompts is None:
+            return labels, None, None
+        pick = lambda per: [per[int(labels[i])][(i % per_class) % len(per[int(labels[i])])] for i in range(total)]  # noqa: E731
+        return labels, pick(self.prompts), pick(self.texts)
+
+
+def plan_classes(run: Path, mcfg: Any, prompts: Path | None = None, nearest_caption: bool = True,
+                 log: Callable[[str], None] = print) -> ClassPlan:
+    """The classes of a synthetic set from a class model's labels, or a text model's ``prompts`` file (see
+    read_prompt_classes; conditioned on their nearest training captions unless ``nearest_caption`` is off,
+    text/retrieval.py), or one prompt per class of a text model (text/captions.default_prompts)."""
+    if prompts is not None and mcfg.cond != "text":
+        raise UserError(f"--prompts needs a text-conditional model; this one is cond={mcfg.cond}")
+    if mcfg.cond == "text":
+        if prompts is not None:
+            from .text.retrieval import snap_prompts
+
+            names, class_prompts = read_prompt_classes(prompts)
+            flat = [p for ps in class_prompts for p in ps]
+            texts, notes = snap_prompts(flat, Path(run), mcfg, nearest_caption)
+            for line in notes:
+                log(line)
+            it = iter(texts)
+            return ClassPlan(names, class_prompts, [[next(it) for _ in ps] for ps in class_prompts])
+        if mcfg.class_names:
+            from .text.captions import default_prompts
+
+            class_prompts = [[p] for p in default_prompts(mcfg)]
+            return ClassPlan(list(mcfg.class_names), class_prompts, class_prompts)
+        raise UserError("this text model has no class names: pass --prompts FILE")
+    if mcfg.num_classes == 0:
+        raise UserError("synth needs a class- or text-conditional model (train with --cond class or --cond text)")
+    return ClassPlan(list(mcfg.class_names))
+
+
+def synth_config(scfg: SampleConfig, mcfg: Any, model: Any) -> SampleConfig:
+    """``scfg`` with synth's default guidance where none was asked for (SYNTH_GUIDANCE); a distilled run keeps the
+    guidance built into it."""
+    if scfg.guidance is not None or getattr(model, "consistency", None) is not None:
+        return scfg
+    return replace(scfg, guidance=SYNTH_TEXT_GUIDANCE if mcfg.cond == "text" else SYNTH_GUIDANCE)
+
+
+class ItemMaker:
+    """Generates items ``start .. stop - 1`` of a synthetic set (model space), each fully determined by (seed, i)."""
+
+    def __init__(self, model: Any, mcfg: Any, plan: ClassPlan, per_class: int, scfg: SampleConfig, run: Path):
+        self.model, self.scfg = model, scfg
+        self.labels, self.prompts, self.texts = plan.items(per_class)
+        self.bank = None
+        if self.texts:
+            from .text.bank import CaptionBank
+            from .text.retrieval import training_bank
+
+            self.bank = training_bank(run, mcfg)  # training captions (the default prompts, snapped ones) come from it
+            if self.bank is None or not set(self.texts) <= set(self.bank.texts):
+                self.bank = CaptionBank.build(self.texts, mcfg.text_encoder, cache=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        if self.bank is not None:
+            text = self.bank.cond(self.bank.index(self.texts[start:stop]))
+            return generate(self.model, stop - start, self.scfg, offset=start, text=text)
+        return generate(self.model, stop - start, self.scfg, self.labels[start:stop], offset=start)
+
+
+def synthetic_images(run: Path, per_class: int, scfg: SampleConfig, device: str | torch.device = "cpu",
+                     loaded: tuple[Any, Any] | None = None, log: Callable[[str], None] = print
+                     ) -> tuple[torch.Tensor, torch.Tensor, SampleConfig]:
+    """What ``diffuse synth RUN --per-class K`` writes with these sampling flags, in memory: (uint8 images [N, C, H, W],
+    labels [N], the sampling settings used), for CAS (metrics/cas.py). ``loaded``: (model, config) where the caller has loaded the run."""
+    from .pixels import to_uint8
+
+    model, mcfg = loaded or load_model(Path(run), device)
+    scfg = synth_config(scfg, mcfg, model).for_model(model)
+    make = ItemMaker(model, mcfg, plan_classes(run, mcfg, log=log), per_class, scfg, Path(run))
+    parts = [to_uint8(make(i, min(i + scfg.batch_size, len(make)))) for i in range(0, len(make), scfg.batch_size)]
+    return torch.cat(parts), make.labels, scfg
+
+
 def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str | torch.device = "cpu",
           progress: Callable[[int], None] | None = None, prompts: Path | None = None, nearest_caption: bool = True,
           log: Callable[[str], None] = print) -> dict:
-    """Write (or complete) the synthetic dataset; returns {"written", "kept", "total"}. Text models take
-    ``prompts`` (see read_prompt_classes; conditioned on their nearest training captions unless ``nearest_caption``
-    is off, text/retrieval.py), or prompt each of their classes by name."""
+    """Write (or complete) the synthetic dataset; returns {"written", "kept", "total"}. Classes as plan_classes;
+    guidance SYNTH_GUIDANCE unless ``scfg`` asks for one."""
     if per_class <= 0:
         raise UserError(f"--per-class must be a positive integer, got {per_class}")
     from .modalities import modality_of
@@ -67,31 +170,9 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     # each image's file name, label and manifest row are held until the manifest is written (the images are not)
     check_items(per_class * max(len(mcfg.class_names), 1), (), f"a synthetic set of {per_class} images per class",
                 "ask for fewer (--per-class)")
-    if prompts is not None and mcfg.cond != "text":
-        raise UserError(f"--prompts needs a text-conditional model; this one is cond={mcfg.cond}")
-    if mcfg.cond == "text":
-        from .text.captions import canonical_prompt
-
-        if prompts is not None:
-            from .text.retrieval import snap_prompts
-
-            names, class_prompts = read_prompt_classes(prompts)
-            flat = [p for ps in class_prompts for p in ps]
-            texts, notes = snap_prompts(flat, Path(run), mcfg, nearest_caption)
-            for line in notes:
-                log(line)
-            it = iter(texts)
-            class_texts = [[next(it) for _ in ps] for ps in class_prompts]  # what each class is conditioned on
-        elif mcfg.class_names:
-            names, class_prompts = mcfg.class_names, [[canonical_prompt(c)] for c in mcfg.class_names]
-            class_texts = class_prompts
-        else:
-            raise UserError("this text model has no class names: pass --prompts FILE")
-    elif mcfg.num_classes == 0:
-        raise UserError("synth needs a class- or text-conditional model (train with --cond class or --cond text)")
-    else:
-        names, class_prompts = mcfg.class_names, None
-        class_texts = None
+    plan = plan_classes(run, mcfg, prompts, nearest_caption, log)
+    names, class_prompts, class_texts = plan.names, plan.prompts, plan.texts
+    scfg = synth_config(scfg, mcfg, model)
     scfg.validate(True)
     scfg = scfg.for_model(model)  # the run's default sampler and steps, written into synth.json
     out = Path(out)
@@ -110,27 +191,16 @@ def synth(run: Path, per_class: int, out: Path, scfg: SampleConfig, device: str 
     dirs = [_dirname(n) for n in names]
     if len(set(dirs)) < len(dirs):  # names that collide once made safe: number them
         dirs = [f"{c:02d}_{d}" for c, d in enumerate(dirs)]
-    total = per_class * len(names)
+    make = ItemMaker(model, mcfg, plan, per_class, scfg, Path(run))
+    total, labels, image_prompts, image_texts = len(make), make.labels, make.prompts, make.texts
     files = [Path(dirs[i // per_class]) / f"{i:06d}{mod.item_suffix}" for i in range(total)]
-    labels = torch.arange(total) // per_class
-    pick = lambda per: [per[int(labels[i])][(i % per_class) % len(per[int(labels[i])])] for i in range(total)]  # noqa: E731
-    image_prompts, image_texts = (pick(class_prompts), pick(class_texts)) if class_prompts else (None, None)
     snapped = image_texts != image_prompts
-    bank = None
-    if image_texts:
-        from .text.bank import CaptionBank
-
-        bank = CaptionBank.build(image_texts, mcfg.text_encoder, cache=False)
     written = 0
     for start in range(0, total, scfg.batch_size):
         stop = min(start + scfg.batch_size, total)
         missing = [i for i in range(start, stop) if not (out / files[i]).is_file()]
         if missing:
-            if bank is not None:
-                text = bank.cond(bank.index(image_texts[start:stop]))
-                x = generate(model, stop - start, scfg, offset=start, text=text)  # model space [b, *shape]
-            else:
-                x = generate(model, stop - start, scfg, labels[start:stop], offset=start)
+            x = make(start, stop)  # model space [b, *shape]
             keep = torch.tensor([i - start for i in missing])
             mod.write_items(x[keep], [out / files[i] for i in missing])
             written += len(missing)

@@ -71,10 +71,10 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
         inception = load_inception(inception_weights)  # fails before any sampling if the file is wrong
     from ..memory import check_items
 
-    check_items(max(n, cas_per_class * mcfg.num_classes if "cas" in metrics else 0), mcfg.image_shape,
+    check_items(max(n, cas_per_class * len(mcfg.class_names) if "cas" in metrics else 0), mcfg.image_shape,
                 f"evaluating {n} samples", "ask for fewer (--n, --cas-per-class)")
-    if "cas" in metrics and mcfg.num_classes == 0:
-        raise UserError("--metrics cas needs a class-conditional model")
+    if "cas" in metrics and not (mcfg.num_classes or (mcfg.cond == "text" and mcfg.class_names)):
+        raise UserError("--metrics cas needs a class-conditional model, or a text model trained on labelled data")
     res: dict[str, Any] = {"run": str(run_dir)}
     if mcfg.task == "superres":
         raise UserError("eval scores generators; for a super-resolution model use benchmarks/editing.py")
@@ -85,11 +85,15 @@ def evaluate(run_dir: Path, n: int = 1000, scfg: SampleConfig | None = None, log
                                      modality=mod))
     test = load_dataset(mcfg.data, "test", mcfg.data_dir)
     if "cas" in metrics:
-        from .cas import cas
+        from ..synth import synthetic_images
+        from .cas import cas, synthetic_dataset
 
         train = load_dataset(mcfg.data, "train", mcfg.data_dir)
-        res.update(cas(model, mcfg.num_classes, train, test, cas_per_class, min(100, cas_per_class), scfg or SampleConfig(),
-                       steps=cas_steps, log=log))
+        log(f"CAS: sampling {cas_per_class} synthetic images per class, as `diffuse synth` makes them ...")
+        images, labels, used = synthetic_images(Path(run_dir), cas_per_class, scfg or SampleConfig(), loaded=(model, mcfg), log=log)
+        res["cas_sampling"] = {"sampler": used.sampler, "steps": used.steps,
+                               "guidance": used.carried_guidance(True, text=mcfg.cond == "text")}
+        res.update(cas(synthetic_dataset(images, labels, train), train, test, min(100, cas_per_class), steps=cas_steps, log=log))
     if "bpd" in metrics:
         if mcfg.latent is not None or mcfg.image_size:
             raise UserError("--metrics bpd is the likelihood of pixels at the data's own size; this model runs on "

@@ -9,8 +9,6 @@ from typing import Any, Callable
 import torch
 
 from ..data import ImageDataset, resize_images
-from ..generate import SampleConfig, generate_uint8
-from ..precond import Precond
 from .classifier import predict, train_classifier
 
 
@@ -25,26 +23,33 @@ def _merge(a: ImageDataset, b: ImageDataset) -> ImageDataset:
     return ImageDataset(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), a.class_names, a.name + "+" + b.name)
 
 
-def _test_accuracy(train: ImageDataset, test: ImageDataset, steps: int) -> float:
-    net = train_classifier(train, min_steps=steps, epochs=0)  # same number of steps for every training set
+def _test_accuracy(train: ImageDataset, test: ImageDataset, steps: int, seed: int = 0) -> float:
+    net = train_classifier(train, min_steps=steps, epochs=0, seed=seed)  # same number of steps for every training set
     _, pred = predict(net, test.images)
     return float((pred == test.labels).float().mean())
 
 
-def cas(model: Precond, num_classes: int, train: ImageDataset, test: ImageDataset, per_class: int = 500,
-        scarce_per_class: int = 100, scfg: SampleConfig | None = None, steps: int = 600,
+def synthetic_dataset(images: torch.Tensor, labels: torch.Tensor, train: ImageDataset) -> ImageDataset:
+    """Synthetic uint8 images [N, C, H, W] and their labels as a dataset at the training data's size."""
+    return ImageDataset(resize_images(images, train.shape[-1]), labels, train.class_names, "synthetic")
+
+
+def synthetic_accuracy(syn: ImageDataset, test: ImageDataset, steps: int = 600, seed: int = 0) -> float:
+    """Real test accuracy of the CAS classifier trained on ``syn`` alone (``seed``: its initialisation and batches)."""
+    return _test_accuracy(syn, test, steps, seed)
+
+
+def cas(syn: ImageDataset, train: ImageDataset, test: ImageDataset, scarce_per_class: int = 100, steps: int = 600,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """CAS and its real-data references; every classifier gets the same architecture and ``steps``."""
-    scfg = scfg or SampleConfig()
-    labels = torch.arange(num_classes * per_class) // per_class
-    log(f"CAS: sampling {len(labels)} synthetic images ...")
-    syn = ImageDataset(resize_images(generate_uint8(model, len(labels), scfg, labels), train.shape[-1]), labels, train.class_names, "synthetic")
+    """CAS of the synthetic set ``syn`` (per_class images of each class, synthetic_dataset) and its real-data
+    references; every classifier gets the same architecture and ``steps``."""
+    per_class = int(torch.bincount(syn.labels).max())
     real = balanced_subset(train, per_class)
     scarce = balanced_subset(train, scarce_per_class, seed=1)
     log("CAS: training 4 classifiers (synthetic, real, scarce real, scarce real + synthetic) ...")
     out = {
         "cas_per_class": per_class,
-        "cas_synthetic": _test_accuracy(syn, test, steps),
+        "cas_synthetic": synthetic_accuracy(syn, test, steps),
         "cas_real_equal_n": _test_accuracy(real, test, steps),
         "scarce_per_class": scarce_per_class,
         "scarce_real": _test_accuracy(scarce, test, steps),

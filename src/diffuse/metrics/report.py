@@ -21,7 +21,9 @@ def format_eval(res: dict) -> str:
                    f"guidance {res['sample_guidance']}, seed {res['sample_seed']}; sampling took {res['sample_seconds']:.1f} s")
         out.append(f"  note: {res['note']}")
     if "cas_synthetic" in res:
-        out.append(f"CAS (Ravuri & Vinyals 2019), {res['cas_per_class']} images per class, same classifier and steps for each row:")
+        sm = res.get("cas_sampling", {})
+        out.append(f"CAS (Ravuri & Vinyals 2019), {res['cas_per_class']} images per class as `diffuse synth` makes them "
+                   f"({sm.get('sampler')}, {sm.get('steps')} steps, guidance {sm.get('guidance')}), same classifier and steps for each row:")
         out.append(f"  trained on synthetic, tested on real: {res['cas_synthetic']:.1%}  (real, equal n: {res['cas_real_equal_n']:.1%}; "
                    f"ratio {res['cas_ratio']:.2f})")
         out.append(f"  {res['scarce_per_class']} real per class: {res['scarce_real']:.1%}; plus the synthetic set: "
