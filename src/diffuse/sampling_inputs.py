@@ -112,17 +112,17 @@ def conditions(mcfg: ModelConfig, n: int, label: int | None, prompts: list[str],
         texts = prompts
         from .text.retrieval import snap_prompts, training_bank
 
-        if run is not None and given:  # the default prompts are training captions already
-            texts, out.notes = snap_prompts(prompts, run, mcfg, nearest_caption)
         # a training caption (every snapped prompt is one) is conditioned on its encoding from training, the run's
         # caption bank, without loading the encoder
         bank = training_bank(run, mcfg) if run is not None else None
+        if run is not None and given:  # the default prompts are training captions already
+            texts, out.notes = snap_prompts(prompts, run, mcfg, nearest_caption, bank)
         out.text, out.prompt_rows = prompt_cond(texts, n, mcfg.text_encoder, bank)
         out.prompts = prompts
         if negative is not None:
             neg = [negative]
             if run is not None:
-                neg, lines = snap_prompts(neg, run, mcfg, nearest_caption)
+                neg, lines = snap_prompts(neg, run, mcfg, nearest_caption, bank)
                 out.notes += [f"negative {line}" for line in lines]
             out.negative = prompt_cond(neg, n, mcfg.text_encoder, bank)[0]
             out.negative_prompt = negative

@@ -115,7 +115,8 @@ def training_bank(run: Path, mcfg: Any) -> Any:
     return stored or CaptionBank.build(captions, mcfg.text_encoder)
 
 
-def snap_prompts(prompts: list[str], run: Path, mcfg: Any, enabled: bool = True) -> tuple[list[str], list[str]]:
+def snap_prompts(prompts: list[str], run: Path, mcfg: Any, enabled: bool = True, bank: Any = None
+                 ) -> tuple[list[str], list[str]]:
     """(texts to condition on, one report line per distinct prompt). Disabled, or where the run's captions are
     unknown, the prompts themselves (with a line saying why)."""
     from ..generate import check_prompts
@@ -126,6 +127,6 @@ def snap_prompts(prompts: list[str], run: Path, mcfg: Any, enabled: bool = True)
     captions = training_captions(run, mcfg)
     if captions is None:
         return list(prompts), [f"{run} does not record its training captions: conditioning on the raw prompts"]
-    near = nearest_captions(prompts, captions, mcfg.text_encoder, training_bank(run, mcfg))
+    near = nearest_captions(prompts, captions, mcfg.text_encoder, bank or training_bank(run, mcfg))
     lines = [f"prompt {p!r} -> training caption {c!r} (cosine {s:.2f})" for p, (c, s) in dict(zip(prompts, near)).items()]
     return [c for c, _ in near], lines
