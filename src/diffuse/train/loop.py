@@ -37,7 +37,7 @@ from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .batches import Batches
-from .state import load_state, save_state
+from .state import load_state, memory_layout, save_state
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
 from .rundir import CheckpointClock, RunLock, resume_overrides, start_mode
@@ -176,17 +176,6 @@ def _save(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, s
         save_state(run, model, ema, opt, step, nimg, seconds, mcfg.fingerprint(), world_size=d.world, rank_checksums=sums)
 
 
-def _load(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimizer, mcfg: ModelConfig) -> dict:
-    meta = load_state(run, model, ema, opt, mcfg.fingerprint())
-    # Give moment buffers their parameter's memory layout (channels_last), as a fresh run has: the fused
-    # AdamW kernel walks parameter, gradient and moments in storage order.
-    for p, st in opt.state.items():
-        for k, v in st.items():
-            if v.shape == p.shape and v.stride() != p.stride():
-                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
-    return meta
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[dict], None] | None = None,
           device: str | torch.device = "cpu") -> TrainResult:
     """Train (or resume) the run in ``cfg.out``. Ctrl-C / SIGTERM save a checkpoint and return cleanly.
@@ -225,7 +214,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         raise UserError(f"{run / 'config.json'} describes a different model than this version builds from it")
     batch_index(len(ds), cfg.batch_size, 0, cfg.seed)  # a batch larger than the data is refused before anything is written
     torch.manual_seed(cfg.seed)
-    layout = torch.channels_last_3d if len(mcfg.net_shape) == 4 else torch.channels_last  # clips [B, C, T, H, W]: the 3-D one
+    layout = memory_layout(mcfg.net_shape)
     model = build_denoiser(mcfg).to(device).to(memory_format=layout)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if codec is not None:
@@ -249,7 +238,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     step, nimg, seconds = 0, 0, 0.0
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
     if mode == "resume":
-        meta = _load(run, model, ema, opt, mcfg)
+        meta = load_state(run, model, ema, opt, mcfg.fingerprint())
         step, nimg, seconds = meta["step"], meta["nimg"], meta["seconds"]
     else:
         if mode == "restart" and d.is_writer:

@@ -40,4 +40,16 @@ def load_state(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimiz
     if not (isinstance(meta.get("step"), int) and isinstance(meta.get("nimg"), int) and isinstance(meta.get("seconds"), (int, float))):
         raise UserError(f"{path}: its step / nimg / seconds record is damaged")
     load_optimizer(opt, tensors, "opt", meta.get("param_groups"), path)
+    # Give moment buffers their parameter's memory layout (channels_last), as a fresh run has: the fused
+    # Adam kernels walk parameter, gradient and moments in storage order.
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if v.shape == p.shape and v.stride() != p.stride():
+                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
     return meta
+
+
+def memory_layout(net_shape: tuple[int, ...]) -> torch.memory_format:
+    """The layout both trainers keep weights and batches in: channels_last (channels_last_3d for clips [C, T, H, W]);
+    on the CPU the convolutions run fastest there."""
+    return torch.channels_last_3d if len(net_shape) == 4 else torch.channels_last
