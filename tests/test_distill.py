@@ -73,6 +73,25 @@ def exact_consistency(gm: GaussianMixture, steps: int = 200):
     return f
 
 
+def test_a_distilled_runs_schedule_starts_where_its_search_chose():
+    """The consistency sampler starts at the record's "start" (older runs: sigma_max) and visits the stored levels."""
+    from diffuse.errors import UserError
+    from diffuse.generate import SampleConfig, sigma_schedule
+
+    f = Precond(MLP(), PrecondConfig(), boundary=SIGMA_MIN)
+    f.consistency = {"steps": 2, "sigmas": {"1": [], "2": [1.5]}}
+    used = lambda k: SampleConfig(steps=k).for_model(f)  # noqa: E731
+    assert sigma_schedule(f, used(2)).tolist() == [f.sigma_range[1], 1.5, 0.0]  # no start: sigma_max, as before
+    f.consistency["start"] = 10.0
+    assert sigma_schedule(f, used(2)).tolist() == [10.0, 1.5, 0.0] and sigma_schedule(f, used(1)).tolist() == [10.0, 0.0]
+    three = sigma_schedule(f, used(3))  # a count with no stored levels: Karras' ramp, from the start
+    assert len(three) == 4 and abs(float(three[0]) - 10.0) < 1e-9 and three[-1] == 0 and bool((three[:-1].diff() < 0).all())
+    for bad in (0.001, 1e3, float("nan"), "10", True):
+        f.consistency["start"] = bad
+        with pytest.raises(UserError, match="bad start sigma"):
+            sigma_schedule(f, used(1))
+
+
 def test_the_consistency_sampler_with_the_exact_consistency_function_reproduces_the_mixture():
     gm = mixture()
     f = exact_consistency(gm)
@@ -141,7 +160,13 @@ def test_distill_round_trip_through_the_cli(teacher, tmp_path):
     assert c["guidance"] == 3.0 and c["sigma_min"] == 0.002 and rec["distill"]["steps"] == 4
     assert len(c["sigmas"]["2"]) == 1 and len(c["sigmas"]["4"]) == 3 and c["sigmas"]["1"] == []
     assert all(0 < s < 80 for s in c["sigmas"]["4"]) and c["sigmas"]["4"] == sorted(c["sigmas"]["4"], reverse=True)
-    assert len(c["search"]) == 16
+    from diffuse.train.consistency_search import CANDIDATES, STARTS
+
+    fds = {r["start"]: r["fd"] for r in c["search"] if r["steps"] == 1}  # the start is searched at 1 step, then kept
+    assert sorted(fds) == sorted(STARTS) and fds[c["start"]] == min(fds.values())
+    assert all(r["start"] == c["start"] and r["s"] < c["start"] for r in c["search"] if r["steps"] > 1)
+    assert len(c["search"]) == len(STARTS) + sum(s < c["start"] for k in CANDIDATES for s in CANDIDATES[k])
+    assert all(s < c["start"] for s in c["sigmas"]["4"])
     diffuse("sample", run, "--steps", "2", "--n", "10", "--out", tmp_path / "two.npz")
     diffuse("sample", run, "--n", "10", "--out", tmp_path / "default.npz")  # the consistency sampler, 2 steps
     two, default = np.load(tmp_path / "two.npz"), np.load(tmp_path / "default.npz")
@@ -156,6 +181,9 @@ def test_distill_round_trip_through_the_cli(teacher, tmp_path):
     assert len(rows) == 11 and rows[1].split(",")[4:7] == ["consistency", "2", "3.0"]
     one_line_error(diffuse("sample", run, "--guidance", "5", "--n", "2", "--out", tmp_path / "g.png", check=False), "distilled with guidance 3")
     one_line_error(diffuse("train", "--resume", "--out", run, check=False), "distill --resume")
+    rec["model"]["consistency"]["start"] = 1000.0  # above sigma_max: refused, not sampled from
+    (run / "config.json").write_text(json.dumps(rec))
+    one_line_error(diffuse("sample", run, "--n", "2", "--out", tmp_path / "s.png", check=False), "bad start sigma")
     one_line_error(diffuse("distill", run, "--out", tmp_path / "again", "--steps", "1", check=False), "distilled run already")
     one_line_error(diffuse("distill", teacher / "teacher", "--out", run, "--steps", "1", check=False), "already holds")
     one_line_error(diffuse("distill", tmp_path / "nothing", "--out", tmp_path / "x", "--steps", "1", check=False), "not found")

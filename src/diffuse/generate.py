@@ -107,18 +107,33 @@ class SampleConfig:
 
 def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
     """The sampling sigmas [steps + 1] (ending in 0) for this model (``cfg`` resolved by ``for_model``); a distilled
-    run's consistency sampler takes the intermediate sigmas its distillation searched for, where it stored some."""
-    stored = (getattr(model, "consistency", None) or {}).get("sigmas", {}).get(str(cfg.steps))
+    run's consistency sampler starts at its chosen level and takes the intermediate sigmas its distillation searched
+    for, where it stored some."""
+    record = getattr(model, "consistency", None) or {}
+    stored = record.get("sigmas", {}).get(str(cfg.steps))
     if cfg.sampler == "consistency" and stored is not None and cfg.schedule == "karras":
-        return torch.tensor([model.sigma_range[1], *stored, 0.0], dtype=torch.float64)
+        return torch.tensor([consistency_start(model), *stored, 0.0], dtype=torch.float64)
     if cfg.schedule == "vp":
         if cfg.steps > model.cfg.T:
             raise UserError(f"--steps {cfg.steps} exceeds the {model.cfg.T} timesteps of the VP schedule")
         return schedules.vp_discrete_sigmas(cfg.steps, model.cfg.abar(), cfg.spacing)  # type: ignore[arg-type]
     lo, hi = model.sigma_range
+    if cfg.sampler == "consistency" and record:  # other step counts ramp from the chosen start too
+        hi = consistency_start(model)
     if cfg.schedule == "edm":
         return schedules.karras_sigmas(cfg.steps, lo, hi)
     return schedules.karras_sampling_sigmas(cfg.steps, lo, hi)
+
+
+def consistency_start(model: Precond) -> float:
+    """The noise level a distilled run's consistency sampler starts from: the level its search chose ("start", older
+    runs have none), else sigma_max. Starting below sigma_max is sound where the data's spread is small beside it: the
+    marginal there is still close to pure noise, and the student was trained on it far more often."""
+    lo, hi = model.sigma_range
+    start = (getattr(model, "consistency", None) or {}).get("start", hi)
+    if not (isinstance(start, (int, float)) and not isinstance(start, bool) and math.isfinite(start) and lo < start <= hi):
+        raise UserError(f"the run's consistency record has a bad start sigma {start!r}; it must be a number in ({lo:g}, {hi:g}]")
+    return float(start)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:

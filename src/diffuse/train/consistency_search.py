@@ -1,7 +1,8 @@
 """The intermediate noise levels of a distilled run's 2- and 4-step sampling, chosen by a small search.
 
-For k steps the consistency sampler visits sigma_max, then k - 1 levels down to s (Karras' rho = 7 ramp from
-sigma_max to s, s included), then 0. One number, s, is searched on a log grid per k: each candidate draws n samples
+For k steps the consistency sampler visits a start level, then k - 1 levels down to s (Karras' rho = 7 ramp from
+the start to s, s included), then 0. The start is searched first, at 1 step (sigma_max or below: the student meets
+the top of the noise range least often in distillation); then one number, s, on a log grid per k: each candidate draws n samples
 (fixed seeds) and is scored by the Frechet distance in the domain classifier's features to n real *training* items
 (the test split stays unseen, for the benchmark). The classifier only ranks a few candidates here; it is never a loss.
 """
@@ -18,17 +19,18 @@ from ..model import ModelConfig
 from ..precond import Precond
 
 CANDIDATES = {2: (0.1, 0.2, 0.35, 0.6, 1.0, 1.6, 2.5, 4.0, 8.0), 4: (0.03, 0.06, 0.12, 0.25, 0.5, 1.0, 2.0)}
+STARTS = (80.0, 40.0, 20.0, 10.0, 5.0)  # where 1 step starts (capped at sigma_max); the 2- and 4-step ramps start there too
 
 
-def intermediate_sigmas(k: int, s: float, sigma_max: float) -> list[float]:
-    """The k - 1 levels between sigma_max and 0 for k steps: Karras' ramp from sigma_max down to s, without sigma_max."""
+def intermediate_sigmas(k: int, s: float, start: float) -> list[float]:
+    """The k - 1 levels between ``start`` and 0 for k steps: Karras' ramp from start down to s, without start."""
     if k == 1:
         return []
-    return [float(v) for v in schedules.karras_sigmas(k, s, sigma_max)[1:-1]]
+    return [float(v) for v in schedules.karras_sigmas(k, s, start)[1:-1]]
 
 
 def search_sigmas(model: Precond, mcfg: ModelConfig, n: int, seed: int, log: Callable[[str], None]) -> dict:
-    """{"sigmas": {"1": [], "2": [...], "4": [...]}, "table": [{"steps", "s", "fd"}, ...]}; an empty search (Karras' ramp
+    """{"sigmas": {"1": [], "2": [...], "4": [...]}, "start": sigma, "table": [{"steps", "start", "s", "fd"}, ...]}; an empty search (Karras' ramp
     then stays the schedule) for data the domain classifier cannot judge (no labels)."""
     from ..generate import SampleConfig, generate, prompt_cond, round_robin_labels
     from ..metrics import class_prompts
@@ -48,19 +50,26 @@ def search_sigmas(model: Precond, mcfg: ModelConfig, n: int, seed: int, log: Cal
         text, _ = prompt_cond([p for p, _ in prompts], n, mcfg.text_encoder)
         labels = None
     saved, sigma_max = model.consistency, model.sigma_range[1]
-    table, best = [], {"1": []}
+    table: list[dict] = []
+
+    def fd_of(k: int, start: float, sig: list[float], **row) -> float:
+        model.consistency = {**saved, "start": start, "sigmas": {str(k): sig}}
+        x = generate(model, n, SampleConfig(sampler="consistency", steps=k, seed=seed), labels, text=text)
+        fd = fid_from_features(judge.score(x)[0], real)
+        table.append({"steps": k, "start": start, **row, "fd": fd})
+        log(f"{k} step{'s' if k > 1 else ''} from sigma {start:g}" + (f", last intermediate sigma {row['s']:g}" if row else "")
+            + f": FD {fd:.2f} (vs {n} training items)")
+        return fd
+
     try:
+        starts = sorted({min(s, sigma_max) for s in STARTS}, reverse=True)
+        start = min(starts, key=lambda st: (fd_of(1, st, []), -st))  # ties: the higher start
+        best = {"1": []}
         for k, candidates in CANDIDATES.items():
-            scores = []
-            for s in candidates:
-                sig = intermediate_sigmas(k, s, sigma_max)
-                model.consistency = {**saved, "sigmas": {str(k): sig}}
-                x = generate(model, n, SampleConfig(sampler="consistency", steps=k, seed=seed), labels, text=text)
-                fd = fid_from_features(judge.score(x)[0], real)
-                table.append({"steps": k, "s": s, "fd": fd})
-                scores.append((fd, sig))
-                log(f"{k} steps, last intermediate sigma {s:g}: FD {fd:.2f} (vs {n} training items)")
-            best[str(k)] = min(scores)[1]
+            scores = [(fd_of(k, start, intermediate_sigmas(k, s, start), s=s), intermediate_sigmas(k, s, start))
+                      for s in candidates if s < start]
+            if scores:  # (none below a tiny sigma_max: that k keeps Karras' ramp)
+                best[str(k)] = min(scores)[1]
     finally:
         model.consistency = saved
-    return {"sigmas": best, "table": table}
+    return {"sigmas": best, "start": start, "table": table}

@@ -262,7 +262,8 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
         from .consistency_search import search_sigmas
 
         search = search_sigmas(ema, mcfg, cfg.search_n, cfg.seed, log)
-        mcfg.consistency.update(sigmas=search.get("sigmas", {}), search=search.get("table", []))
+        mcfg.consistency.update(sigmas=search.get("sigmas", {}), search=search.get("table", []),
+                                **({"start": search["start"]} if "start" in search else {}))
         _write_config(run, mcfg, tsaved, cfg)
     return DistillResult(run, step, seconds, interrupted, search)
 
