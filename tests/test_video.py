@@ -217,7 +217,6 @@ def test_video_training_refuses_what_would_break_the_clips(tmp_path, capsys):
     base = ["train", "--data", "moving-digits", "--steps", "1", "--out", tmp_path / "r"]
     one_line_error_in_process(capsys, "train them with --model dit", *base, "--model", "unet")
     one_line_error_in_process(capsys, "without --flip", *base, "--flip")
-    one_line_error_in_process(capsys, "per-frame latents are not built yet", *base, "--latent", "auto")
     one_line_error_in_process(capsys, "--attention and --temporal-patch are for video data", "train", "--data", "digits",
                               "--model", "dit", "--attention", "divided", "--steps", "1", "--out", tmp_path / "d")
 
@@ -245,3 +244,53 @@ def test_python_api_and_the_serve_job_queue_make_gifs(video_run, tmp_path):
         assert np.array_equal(z["videos"], np.stack(clips))
     with pytest.raises(diffuse.UserError, match="image runs"):  # no still or clip uploads on the page yet
         jobs.submit(Request(run="v", init=b"\x89PNG"))
+
+
+def test_a_per_frame_autoencoder_codes_every_frame_alone_with_the_2d_autoencoder():
+    from diffuse.autoencoder import AE_PRESETS, AEConfig, Autoencoder, fingerprint
+
+    cfg = AEConfig(**AE_PRESETS["f2"], shape=(8, 16, 16), per_frame=True)
+    ae = Autoencoder(cfg).eval()
+    frame_ae = Autoencoder(cfg.frame_config).eval()
+    frame_ae.load_state_dict(ae.state_dict())  # the same modules: a per-frame autoencoder is the 2-D one
+    x = torch.rand(2, 1, 8, 16, 16) * 2 - 1
+    with torch.no_grad():
+        mean, logvar = ae.encode(x)
+        assert mean.shape == logvar.shape == (2, *cfg.latent_shape) == (2, 2, 8, 8, 8)
+        torch.testing.assert_close(mean[:, :, 5], frame_ae.encode(x[:, :, 5])[0])
+        torch.testing.assert_close(ae.decode(mean)[:, :, 2], frame_ae.decode(mean[:, :, 2]))
+        x2 = x.clone()
+        x2[:, :, 3] = -x2[:, :, 3]
+        moved = (ae.encode(x2)[0] - mean).abs().amax(dim=(0, 1, 3, 4))  # per latent frame
+        assert moved[3] > 0 and float(moved[torch.arange(8) != 3].max()) < 1e-6
+        assert ae.encode(x[:, :, :3])[0].shape == (2, 2, 3, 8, 8) and ae.decode(mean).shape == x.shape
+    assert fingerprint(cfg) != fingerprint(AEConfig(**AE_PRESETS["f2"], shape=(8, 16, 16)))
+    with pytest.raises(ValueError, match="per-frame autoencoder codes clips"):
+        AEConfig(**AE_PRESETS["f2"], image_size=16, per_frame=True)
+
+
+def test_per_frame_latent_video_round_trip(tmp_path, capsys):
+    """train-autoencoder on clips (per frame), a latent video DiT on its latents, then sampling and image-to-video."""
+    import json
+
+    from PIL import Image
+    from cli_helpers import diffuse, in_process
+
+    ae, run = tmp_path / "ae", tmp_path / "run"
+    diffuse("train-autoencoder", "--data", "moving-digits", "--steps", "30", "--batch-size", "16", "--out", ae)
+    rec = json.loads((ae / "config.json").read_text())
+    assert rec["model"]["per_frame"] and rec["model"]["shape"] == [8, 16, 16] and rec["eval"]["psnr"] > 10
+    assert (ae / "reconstructions.png").is_file() and 0 <= rec["eval"]["acc_reconstructions"] <= 1
+    diffuse("train", "--data", "moving-digits", "--cond", "class", "--latent", ae, "--preset", "tiny", "--steps", "4",
+            "--batch-size", "8", "--sample-every", "1000", "--out", run)
+    net = json.loads((run / "config.json").read_text())["model"]["net"]
+    assert (net["frames"], net["temporal_patch"], net["patch_size"], net["in_channels"]) == (8, 1, 2, 2)
+    assert in_process(capsys, "sample", run, "--n", "2", "--steps", "2", "--label", "5", "--out", tmp_path / "c.npz")[0] == 0
+    with np.load(tmp_path / "c.npz") as z:
+        assert z["videos"].shape == (2, 8, 16, 16, 1) and list(z["labels"]) == [5, 5]
+    still = moving_dataset("moving-digits:limit=2", "test").images[1, 0, 0].numpy()
+    Image.fromarray(still).save(tmp_path / "still.png")
+    assert in_process(capsys, "sample", run, "--n", "2", "--steps", "2", "--init", tmp_path / "still.png", "--out", tmp_path / "i2v.npz")[0] == 0
+    with np.load(tmp_path / "i2v.npz") as z:
+        v = z["videos"][..., 0]
+    assert (v[:, 0] == still).all() and (v[:, 1:] != still).any()  # the still's pixels are put back after decoding

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ class AEConfig:
     between levels, so every axis shrinks by f = p 2^(len(mults) - 1).
 
     Items are [C, *shape] of any rank 1-3 (``shape``: a log-mel's (mels, frames), a clip's (frames, H, W));
-    an empty ``shape`` means a square image_size x image_size picture, as autoencoders written before ranks were."""
+    an empty ``shape`` means a square image_size x image_size picture, as autoencoders written before ranks were.
+    ``per_frame``: clips [C, T, H, W] are coded frame by frame by a 2-D autoencoder (Sora's per-frame latents), so the
+    latent keeps every frame: [c, T, H/f, W/f]."""
 
     image_size: int = 28
     in_channels: int = 1
@@ -47,12 +49,16 @@ class AEConfig:
     groups: int = 8
     patch_size: int = 1
     shape: tuple[int, ...] = ()
+    per_frame: bool = False
 
     def __post_init__(self) -> None:
         self.mults, self.shape = tuple(self.mults), tuple(self.shape)
         if not 1 <= len(self.spatial) <= 3 or min(self.spatial) < 1:
             raise ValueError(f"autoencoder items must have 1 to 3 positive axes, got {self.spatial}")
-        if any(n % self.patch_size for n in self.spatial):
+        if self.per_frame and len(self.spatial) != 3:
+            raise ValueError(f"a per-frame autoencoder codes clips (frames, H, W), got items of shape {self.spatial}")
+        if any(n % self.patch_size for n in self.spatial[1:] if self.per_frame) or \
+                (not self.per_frame and any(n % self.patch_size for n in self.spatial)):
             raise ValueError(f"item shape {self.spatial} is not divisible by the autoencoder patch_size {self.patch_size}")
         if not self.mults:
             raise ValueError("autoencoder mults must not be empty")
@@ -87,7 +93,15 @@ class AEConfig:
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
+        if self.per_frame:
+            c, *hw = self.frame_config.latent_shape
+            return (c, self.spatial[0], *hw)
         return (self.latent_channels, *self.sizes[-1])
+
+    @property
+    def frame_config(self) -> "AEConfig":
+        """The 2-D autoencoder that codes each frame of a per-frame one (itself otherwise)."""
+        return replace(self, shape=self.spatial[1:], per_frame=False) if self.per_frame else self
 
 
 AE_PRESETS: dict[str, dict] = {
@@ -148,6 +162,7 @@ class Autoencoder(nn.Module):
     def __init__(self, cfg: AEConfig):
         super().__init__()
         self.cfg = cfg
+        cfg = cfg.frame_config  # a per-frame autoencoder is the 2-D one, run on every frame
         ch, g, r, conv = cfg.channels, cfg.groups, cfg.rank, CONV[cfg.rank]
         widths = [ch * m for m in cfg.mults]
         folded = cfg.in_channels * cfg.patch_size**r
@@ -175,8 +190,16 @@ class Autoencoder(nn.Module):
         self.dec_out = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU(), conv(cur, folded, 3, padding=1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, *S] -> (mean, logvar) [B, c, *S/f] each (logvar clamped to [-30, 20], as in LDM)."""
-        c = self.cfg
+        """x [B, C, *S] -> (mean, logvar) [B, c, *S/f] each (logvar clamped to [-30, 20], as in LDM); per frame:
+        [B, C, T, H, W] -> [B, c, T, H/f, W/f] (any T)."""
+        if self.cfg.per_frame:
+            if x.dim() != 5:
+                raise ValueError(f"this per-frame autoencoder takes clips [B, C, T, H, W], got {tuple(x.shape)}")
+            return tuple(v.unflatten(0, (x.shape[0], x.shape[2])).transpose(1, 2)  # type: ignore[return-value]
+                         for v in self._encode(x.transpose(1, 2).flatten(0, 1), self.cfg.frame_config))
+        return self._encode(x, self.cfg)
+
+    def _encode(self, x: torch.Tensor, c: AEConfig) -> tuple[torch.Tensor, torch.Tensor]:
         other = tuple(x.shape[2:]) != c.spatial  # fully convolutional: other lengths that the factor divides work too
         if x.shape[1] != c.in_channels or x.dim() != 2 + c.rank or (other and any(n % c.factor for n in x.shape[2:])):
             raise ValueError(f"this autoencoder takes {'x'.join(map(str, c.item_shape))} items (or other lengths divisible by "
@@ -185,9 +208,14 @@ class Autoencoder(nn.Module):
         return mean, logvar.clamp(-30.0, 20.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, c, *S/f] -> x_hat [B, C, *S]."""
+        """z [B, c, *S/f] -> x_hat [B, C, *S] (per frame: [B, c, T, h, w] -> [B, C, T, H, W])."""
+        if self.cfg.per_frame:
+            return self._decode(z.transpose(1, 2).flatten(0, 1)).unflatten(0, (z.shape[0], z.shape[2])).transpose(1, 2)
+        return self._decode(z)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dec_mid(self.dec_in(z))
-        sizes = self.cfg.sizes
+        sizes = self.cfg.frame_config.sizes
         if tuple(z.shape[2:]) != sizes[-1]:  # another length (audio --seconds): every level doubles exactly
             sizes = [tuple(n * 2 ** (len(sizes) - 1 - i) for n in z.shape[2:]) for i in range(len(sizes))]
         for i, level in enumerate(self.dec_levels):
@@ -209,8 +237,10 @@ class Autoencoder(nn.Module):
 
 
 def fingerprint(cfg: AEConfig) -> str:
-    """A short hash of the autoencoder's architecture (patch_size and shape, added later, only when not the default)."""
-    d = {k: v for k, v in asdict(cfg).items() if not ((k == "patch_size" and v == 1) or (k == "shape" and not v))}
+    """A short hash of the autoencoder's architecture (patch_size, shape and per_frame, added later, only when not the
+    default)."""
+    d = {k: v for k, v in asdict(cfg).items()
+         if not ((k == "patch_size" and v == 1) or (k in ("shape", "per_frame") and not v))}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -160,7 +160,8 @@ def sample(
     f = mcfg.image_shape[-1] // mcfg.net_shape[-1]
     item, note = mod.sample_shape(mcfg.image_shape, seconds, f * getattr(mcfg.net, "patch_size", 1), frames,
                                   getattr(mcfg.net, "temporal_patch", 1))
-    shape = (mcfg.net_shape[0], *[a // f for a in item[1:]])
+    per_axis = [a // b for a, b in zip(mcfg.image_shape[1:], mcfg.net_shape[1:])]  # per-frame latents keep T: 1 there
+    shape = (mcfg.net_shape[0], *[a // fa for a, fa in zip(item[1:], per_axis)])
     keep = time_mask(mod.duration(item), keep_seconds, inpaint_seconds)
     negative = negative_prompt.strip() if negative_prompt and negative_prompt.strip() else None
     c = conditions(mcfg, n, label, list(prompt or []), prompts, init, strength, mask, resample, run, nearest_caption, mod, item,

@@ -75,7 +75,7 @@ class Edit:
         z = codec.encode(self.init)  # [N, c, h, w]
         m = None
         if self.mask is not None:
-            m = (F.interpolate(self.mask.amin(1, keepdim=True), size=z.shape[-2:], mode="area") > 0.999).to(z.dtype)
+            m = (F.interpolate(self.mask.amin(1, keepdim=True), size=z.shape[2:], mode="area") > 0.999).to(z.dtype)  # clips: [T, h, w]
         return Edit(z, self.strength, m, self.resample, pixels=(self.init, self.mask))
 
     def finish(self, x: torch.Tensor, rows: slice) -> torch.Tensor:

@@ -96,15 +96,17 @@ class PatchDiscriminator(nn.Module):
 
 
 def _model_config(cfg: AETrainConfig, ds: ImageDataset) -> AEConfig:
-    """Square images keep the old record (image_size); other items (log-mels, clips) name their axes in ``shape``."""
+    """Square images keep the old record (image_size); other items (log-mels, clips) name their axes in ``shape``.
+    Clips are coded frame by frame (``per_frame``), the preset chosen by the frame's side."""
     c, *axes = ds.shape
     square = len(axes) == 2 and axes[0] == axes[1] and not ds.images.is_floating_point()
-    side = min(axes)
+    clips = (ds.modality or {}).get("name") == "video"
+    side = min(axes[1:] if clips else axes)
     # f4p for log-mels and other float items (AudioLDM compresses a mel by 4 on each axis)
     name = cfg.preset or ("f4p" if ds.images.is_floating_point() else "f2" if side <= 16 else "f4" if side <= 32 else "f8")
     size = {"image_size": axes[0]} if square else {"shape": tuple(axes)}
     try:
-        return AEConfig(**{**AE_PRESETS[name], **size, "in_channels": c, **cfg.overrides})
+        return AEConfig(**{**AE_PRESETS[name], **size, "in_channels": c, **({"per_frame": True} if clips else {}), **cfg.overrides})
     except (TypeError, ValueError) as e:
         raise UserError(f"bad autoencoder settings: {e}") from None
 
@@ -135,7 +137,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
         raise UserError(f"{out / 'config.json'} describes a different autoencoder than this version builds from it")
     torch.manual_seed(cfg.seed)
     ae = Autoencoder(mcfg)
-    disc = PatchDiscriminator(mcfg.in_channels, rank=mcfg.rank)
+    disc = PatchDiscriminator(mcfg.in_channels, rank=mcfg.frame_config.rank)  # a per-frame one judges frames
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     doc = {"format": AE_FORMAT, "model": asdict(mcfg), "train": asdict(cfg)}
@@ -147,7 +149,8 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
             write_json(out / "config.json", doc)
         _save_state(out, ae, disc, opt, opt_d, mcfg, 0, 0.0)  # step 0: from here on a killed run resumes
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
-    pixels = math.prod(mcfg.item_shape)
+    pixels = math.prod(mcfg.frame_config.item_shape)  # per frame: a step's items are single frames (below)
+    flat = (lambda v: v[:, :, 0]) if mcfg.per_frame else (lambda v: v)  # the discriminator's view of a batch
     t0, acc, nan_streak = time.monotonic() - seconds, [], 0
     metrics = open_log(out / "metrics.jsonl")
     try:
@@ -156,6 +159,9 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
                 if (cfg.steps is not None and step >= cfg.steps) or (cfg.minutes is not None and time.monotonic() - t0 >= 60 * cfg.minutes):
                     break
                 x = to_model_space(ds.images[batch_index(len(ds), cfg.batch_size, step, cfg.seed)])  # [B, C, H, W]
+                if mcfg.per_frame:  # one frame of each clip, as a 1-frame clip: a clip's frames are near-copies
+                    t = torch.randint(x.shape[2], (len(x),), generator=step_generator(cfg.seed, step, stream=6))
+                    x = x[torch.arange(len(x)), :, t][:, :, None]  # [B, C, 1, H, W]
                 g = step_generator(cfg.seed, step, stream=5)
                 for group in (*opt.param_groups, *opt_d.param_groups):
                     group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
@@ -164,7 +170,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
                 loss = rec + cfg.kl_weight * kl.mean() / pixels
                 adv = cfg.adv_weight > 0 and step >= cfg.adv_start
                 if adv:  # generator side of the hinge GAN, with VQGAN's adaptive weight (Esser et al. 2021, Eq. 7)
-                    g_loss = -disc(x_hat).mean()
+                    g_loss = -disc(flat(x_hat)).mean()
                     last = ae.dec_out[-1].weight
                     g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0]
                     g_adv = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
@@ -183,7 +189,7 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
                 torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0, foreach=True)
                 opt.step()
                 if adv:  # discriminator: hinge loss, real vs reconstructed
-                    d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(x_hat.detach())).mean()
+                    d_loss = F.relu(1 - disc(flat(x))).mean() + F.relu(1 + disc(flat(x_hat.detach()))).mean()
                     opt_d.zero_grad(set_to_none=True)
                     d_loss.backward()
                     opt_d.step()
@@ -278,7 +284,7 @@ def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Ca
 
     native_test = load_dataset(cfg.data, "test", cfg.data_dir)
     test = native_test.subset(torch.arange(min(n, len(native_test))))
-    if test.images.is_floating_point():
+    if test.images.is_floating_point() or test.modality is not None:
         return _evaluate_items(ae, cfg, test, out, log, judge)
     if cfg.image_size:
         test = resize_dataset(test, cfg.image_size)
@@ -299,7 +305,7 @@ def evaluate_autoencoder(ae: Autoencoder, cfg: AETrainConfig, out: Path, log: Ca
 
 def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out: Path, log: Callable[[str], None],
                     judge: bool = True) -> dict:
-    """The same report for model-space items of another modality (log-mels): PSNR over the model-space range [-1, 1],
+    """The same report for items of another modality (log-mels, clips): PSNR over the model-space range [-1, 1],
     the modality's preview of originals above reconstructions, and its judge's accuracy and Frechet distance (for
     audio: what is heard, both sets through the vocoder)."""
     from ..metrics.fid import fid_from_features
@@ -307,15 +313,16 @@ def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out
     from ..modalities import get_modality
 
     mod = get_modality(test.modality)
-    rec = torch.cat([ae.decode(ae.encode(test.images[i : i + 500])[0]).clamp(-1, 1) for i in range(0, len(test), 500)])
-    mse = (rec.double() - test.images.double()).square().flatten(1).mean(1)
+    items = test.images if test.images.is_floating_point() else to_model_space(test.images)  # clips are uint8 pixels
+    rec = torch.cat([ae.decode(ae.encode(items[i : i + 250])[0]).clamp(-1, 1) for i in range(0, len(test), 250)])
+    mse = (rec.double() - items.double()).square().flatten(1).mean(1)
     p = 10 * torch.log10(4.0 / mse.clamp_min(4e-10))
     report = {"psnr": float(p.mean()), "psnr_sem": float(p.std() / math.sqrt(len(p))), "n": len(test),
-              "l1": float((rec - test.images).abs().mean())}
-    save_grid(out / "reconstructions.png", mod.preview(torch.cat([test.images[:8], rec[:8]])), ncol=8)
+              "l1": float((rec - items).abs().mean())}
+    save_grid(out / "reconstructions.png", mod.preview(torch.cat([items[:8], rec[:8]])), ncol=8)
     if test.labels is not None and judge:
         j = judge_for(mod, cfg.data, cfg.data_dir, log)
-        f_real, p_real = j.score(test.images)
+        f_real, p_real = j.score(items)
         f_rec, p_rec = j.score(rec)
         report.update(acc_originals=float((p_real == test.labels).float().mean()),
                       acc_reconstructions=float((p_rec == test.labels).float().mean()),

@@ -54,7 +54,7 @@ class TrainResult:
     last_loss: float
 
 
-def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int, int, int] | None = None,
+def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int, ...] | None = None,
                      latent_source: str | None = None) -> ModelConfig:
     """The model a training config asks for, shaped to the dataset (or to the autoencoder's latents)."""
     c, *frames, h, w = ds.shape  # frames: [T] of clips, [] otherwise
@@ -72,16 +72,18 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
         extra["text_dim"] = encoder_dim(cfg.text_encoder)
     if cfg.task == "superres":
         extra["lowres_factor"] = cfg.superres_factor
-    net_c, size, width = (latent_shape[0], latent_shape[1], latent_shape[2]) if latent_shape else (c, h, w)
+    net_c, *net_frames, size, width = latent_shape if latent_shape else (c, *frames, h, w)
     if latent_shape:
-        extra["patch_size"] = 1  # latents are already small: one token / pixel per latent position
+        # latents are already small: one token / pixel per latent position; per-frame latents of clips: 2x2 patches of
+        # one frame (no tubelets across frames; README "Video")
+        extra.update(patch_size=2, temporal_patch=1) if frames else extra.update(patch_size=1)
     if width != size:
         extra["image_width"] = width
     if frames:
-        if cfg.arch != "dit" or latent_shape or cfg.flip:
-            raise UserError(f"{ds.name} holds clips: train them with --model dit (spacetime patches), on pixels (no --latent), "
+        if cfg.arch != "dit" or cfg.flip:
+            raise UserError(f"{ds.name} holds clips: train them with --model dit (spacetime patches), "
                             "without --flip (it would reverse the motion the labels name)")
-        extra["frames"] = frames[0]
+        extra["frames"] = net_frames[0]
         extra["known_frames"] = bool(cfg.frame_mask)
     elif cfg.frame_mask:
         raise UserError("--frame-mask is for video data")
@@ -115,10 +117,6 @@ def _latent_dir(cfg: TrainConfig, mode: str, run: Path, d: D.Dist) -> tuple[Trai
     trained first if need be, its time taken off ``--minutes``), and the config with that budget; else None."""
     if not cfg.uses_latent:
         return cfg, None
-    from ..data import modality_name
-
-    if modality_name(cfg.data) == "video":  # refused before an autoencoder is trained for it
-        raise UserError(f"{cfg.data} holds clips: per-frame latents are not built yet, train video on pixels (no --latent)")
     if mode != "fresh":
         return cfg, run / "autoencoder"
     if cfg.latent != "auto":
