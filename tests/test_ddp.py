@@ -13,7 +13,8 @@ from diffuse.checkpoint import load_tensors
 from diffuse.train import TrainConfig, train
 
 COMMON = ["--data", "digits", "--cond", "class", "--batch-size", "32", "--preset", "tiny", "--sample-every", "100000",
-          "--checkpoint-every", "2", "--log-every", "1", "--warmup-steps", "2", "--device", "cpu"]
+          "--checkpoint-every", "2", "--log-every", "1", "--warmup-steps", "2", "--device", "cpu",
+          "--precision", "fp32"]  # fp32: on an AMX CPU "auto" is bf16, whose rounding differs between batch 32 and 2 x 16
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -61,7 +62,7 @@ def test_resumed_two_rank_run_continues_exactly(runs):
 def test_two_ranks_follow_the_single_process_trajectory(runs, tmp_path):
     """Each rank takes its half of the same global batch, so 2 ranks ~ 1 process (up to summation order)."""
     train(TrainConfig(out=str(tmp_path / "one"), steps=6, data="digits", cond="class", batch_size=32, preset="tiny",
-                      sample_every=100000, checkpoint_every=2, log_every=1, warmup_steps=2))
+                      sample_every=100000, checkpoint_every=2, log_every=1, warmup_steps=2, precision="fp32"))
     one, two = _state(tmp_path / "one")[0], _state(runs / "full")[0]
     for k in one:
         if k.startswith("net."):
