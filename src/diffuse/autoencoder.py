@@ -57,8 +57,7 @@ class AEConfig:
             raise ValueError(f"autoencoder items must have 1 to 3 positive axes, got {self.spatial}")
         if self.per_frame and len(self.spatial) != 3:
             raise ValueError(f"a per-frame autoencoder codes clips (frames, H, W), got items of shape {self.spatial}")
-        if any(n % self.patch_size for n in self.spatial[1:] if self.per_frame) or \
-                (not self.per_frame and any(n % self.patch_size for n in self.spatial)):
+        if any(n % self.patch_size for n in (self.spatial[1:] if self.per_frame else self.spatial)):  # frames aren't patched
             raise ValueError(f"item shape {self.spatial} is not divisible by the autoencoder patch_size {self.patch_size}")
         if not self.mults:
             raise ValueError("autoencoder mults must not be empty")
@@ -196,10 +195,11 @@ class Autoencoder(nn.Module):
             if x.dim() != 5:
                 raise ValueError(f"this per-frame autoencoder takes clips [B, C, T, H, W], got {tuple(x.shape)}")
             return tuple(v.unflatten(0, (x.shape[0], x.shape[2])).transpose(1, 2)  # type: ignore[return-value]
-                         for v in self._encode(x.transpose(1, 2).flatten(0, 1), self.cfg.frame_config))
-        return self._encode(x, self.cfg)
+                         for v in self._encode(x.transpose(1, 2).flatten(0, 1)))
+        return self._encode(x)
 
-    def _encode(self, x: torch.Tensor, c: AEConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.cfg.frame_config
         other = tuple(x.shape[2:]) != c.spatial  # fully convolutional: other lengths that the factor divides work too
         if x.shape[1] != c.in_channels or x.dim() != 2 + c.rank or (other and any(n % c.factor for n in x.shape[2:])):
             raise ValueError(f"this autoencoder takes {'x'.join(map(str, c.item_shape))} items (or other lengths divisible by "

@@ -313,7 +313,7 @@ def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out
     from ..modalities import get_modality
 
     mod = get_modality(test.modality)
-    items = test.images if test.images.is_floating_point() else to_model_space(test.images)  # clips are uint8 pixels
+    items = to_model_space(test.images)  # clips are uint8 pixels; log-mels pass as they are
     rec = torch.cat([ae.decode(ae.encode(items[i : i + 250])[0]).clamp(-1, 1) for i in range(0, len(test), 250)])
     mse = (rec.double() - items.double()).square().flatten(1).mean(1)
     p = 10 * torch.log10(4.0 / mse.clamp_min(4e-10))
