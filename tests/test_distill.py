@@ -74,22 +74,36 @@ def exact_consistency(gm: GaussianMixture, steps: int = 200):
 
 
 def test_a_distilled_runs_schedule_starts_where_its_search_chose():
-    """The consistency sampler starts at the record's "start" (older runs: sigma_max) and visits the stored levels."""
+    """The consistency sampler starts at the record's start for its step count ("starts"; else the 1-step "start";
+    older runs: sigma_max) and visits the stored levels."""
     from diffuse.errors import UserError
     from diffuse.generate import SampleConfig, sigma_schedule
 
     f = Precond(MLP(), PrecondConfig(), boundary=SIGMA_MIN)
-    f.consistency = {"steps": 2, "sigmas": {"1": [], "2": [1.5]}}
+    f.consistency = {"steps": 2, "sigmas": {"1": [], "2": [1.5], "4": [3.0, 1.0, 0.1]}}
     used = lambda k: SampleConfig(steps=k).for_model(f)  # noqa: E731
     assert sigma_schedule(f, used(2)).tolist() == [f.sigma_range[1], 1.5, 0.0]  # no start: sigma_max, as before
     f.consistency["start"] = 10.0
     assert sigma_schedule(f, used(2)).tolist() == [10.0, 1.5, 0.0] and sigma_schedule(f, used(1)).tolist() == [10.0, 0.0]
     three = sigma_schedule(f, used(3))  # a count with no stored levels: Karras' ramp, from the start
     assert len(three) == 4 and abs(float(three[0]) - 10.0) < 1e-9 and three[-1] == 0 and bool((three[:-1].diff() < 0).all())
+    f.consistency["starts"] = {"2": 7.0, "4": 5.0}  # one start per searched step count
+    assert sigma_schedule(f, used(2)).tolist() == [7.0, 1.5, 0.0] and sigma_schedule(f, used(4)).tolist() == [5.0, 3.0, 1.0, 0.1, 0.0]
+    assert sigma_schedule(f, used(1)).tolist() == [10.0, 0.0]  # no 1-step entry: the 1-step start
+    assert abs(float(sigma_schedule(f, used(3))[0]) - 7.0) < 1e-9  # 3 steps start where 2 do, 8 where 4 do
+    assert abs(float(sigma_schedule(f, used(8))[0]) - 5.0) < 1e-9
     for bad in (0.001, 1e3, float("nan"), "10", True):
+        f.consistency["starts"] = {"2": bad}
+        with pytest.raises(UserError, match="bad start sigma"):
+            sigma_schedule(f, used(2))
+        f.consistency["starts"] = {}
         f.consistency["start"] = bad
         with pytest.raises(UserError, match="bad start sigma"):
             sigma_schedule(f, used(1))
+    for bad in ([7.0], {"two": 7.0}, "7"):
+        f.consistency["starts"] = bad
+        with pytest.raises(UserError, match="bad starts"):
+            sigma_schedule(f, used(2))
 
 
 def test_the_consistency_sampler_with_the_exact_consistency_function_reproduces_the_mixture():
@@ -160,13 +174,22 @@ def test_distill_round_trip_through_the_cli(teacher, tmp_path):
     assert c["guidance"] == 3.0 and c["sigma_min"] == 0.002 and rec["distill"]["steps"] == 4
     assert len(c["sigmas"]["2"]) == 1 and len(c["sigmas"]["4"]) == 3 and c["sigmas"]["1"] == []
     assert all(0 < s < 80 for s in c["sigmas"]["4"]) and c["sigmas"]["4"] == sorted(c["sigmas"]["4"], reverse=True)
-    from diffuse.train.consistency_search import CANDIDATES, STARTS
+    from diffuse.train.consistency_search import CANDIDATES, STARTS, intermediate_sigmas
 
-    fds = {r["start"]: r["fd"] for r in c["search"] if r["steps"] == 1}  # the start is searched at 1 step, then kept
+    fds = {r["start"]: r["fd"] for r in c["search"] if r["steps"] == 1}  # the 1-step start
     assert sorted(fds) == sorted(STARTS) and fds[c["start"]] == min(fds.values())
-    assert all(r["start"] == c["start"] and r["s"] < c["start"] for r in c["search"] if r["steps"] > 1)
-    assert len(c["search"]) == len(STARTS) + sum(s < c["start"] for k in CANDIDATES for s in CANDIDATES[k])
-    assert all(s < c["start"] for s in c["sigmas"]["4"])
+    for k, candidates in CANDIDATES.items():  # each k's start and s by coordinate search, every pair drawn once
+        rows = {(r["start"], r["s"]): r["fd"] for r in c["search"] if r["steps"] == k}
+        assert len(rows) == sum(r["steps"] == k for r in c["search"]) and all(s < st for st, s in rows)
+        first = {s: fd for (st, s), fd in rows.items() if st == c["start"]}  # s from the 1-step start
+        assert sorted(first) == [s for s in candidates if s < c["start"]]
+        s1 = min(first, key=first.get)
+        st = c["starts"][str(k)]  # the start scored best at that s
+        assert {a for a, s in rows if s == s1} == {a for a in STARTS if a > s1} and rows[st, s1] == min(fd for (a, s), fd in rows.items() if s == s1)
+        final = {s: fd for (a, s), fd in rows.items() if a == st}  # then s again, at the chosen start
+        assert sorted(final) == [s for s in candidates if s < st]
+        assert c["sigmas"][str(k)] == intermediate_sigmas(k, min(final, key=final.get), st)
+    assert all(s < c["starts"]["4"] for s in c["sigmas"]["4"])
     diffuse("sample", run, "--steps", "2", "--n", "10", "--out", tmp_path / "two.npz")
     diffuse("sample", run, "--n", "10", "--out", tmp_path / "default.npz")  # the consistency sampler, 2 steps
     two, default = np.load(tmp_path / "two.npz"), np.load(tmp_path / "default.npz")
@@ -181,7 +204,7 @@ def test_distill_round_trip_through_the_cli(teacher, tmp_path):
     assert len(rows) == 11 and rows[1].split(",")[4:7] == ["consistency", "2", "3.0"]
     one_line_error(diffuse("sample", run, "--guidance", "5", "--n", "2", "--out", tmp_path / "g.png", check=False), "distilled with guidance 3")
     one_line_error(diffuse("train", "--resume", "--out", run, check=False), "distill --resume")
-    rec["model"]["consistency"]["start"] = 1000.0  # above sigma_max: refused, not sampled from
+    rec["model"]["consistency"]["starts"]["2"] = 1000.0  # above sigma_max: refused, not sampled from
     (run / "config.json").write_text(json.dumps(rec))
     one_line_error(diffuse("sample", run, "--n", "2", "--out", tmp_path / "s.png", check=False), "bad start sigma")
     one_line_error(diffuse("distill", run, "--out", tmp_path / "again", "--steps", "1", check=False), "distilled run already")

@@ -112,25 +112,32 @@ def sigma_schedule(model: Precond, cfg: SampleConfig) -> torch.Tensor:
     record = getattr(model, "consistency", None) or {}
     stored = record.get("sigmas", {}).get(str(cfg.steps))
     if cfg.sampler == "consistency" and stored is not None and cfg.schedule == "karras":
-        return torch.tensor([consistency_start(model), *stored, 0.0], dtype=torch.float64)
+        return torch.tensor([consistency_start(model, cfg.steps), *stored, 0.0], dtype=torch.float64)
     if cfg.schedule == "vp":
         if cfg.steps > model.cfg.T:
             raise UserError(f"--steps {cfg.steps} exceeds the {model.cfg.T} timesteps of the VP schedule")
         return schedules.vp_discrete_sigmas(cfg.steps, model.cfg.abar(), cfg.spacing)  # type: ignore[arg-type]
     lo, hi = model.sigma_range
-    if cfg.sampler == "consistency" and record:  # other step counts ramp from the chosen start too
-        hi = consistency_start(model)
+    if cfg.sampler == "consistency" and record:  # other step counts ramp from a searched start too
+        hi = consistency_start(model, cfg.steps)
     if cfg.schedule == "edm":
         return schedules.karras_sigmas(cfg.steps, lo, hi)
     return schedules.karras_sampling_sigmas(cfg.steps, lo, hi)
 
 
-def consistency_start(model: Precond) -> float:
-    """The noise level a distilled run's consistency sampler starts from: the level its search chose ("start", older
-    runs have none), else sigma_max. Starting below sigma_max is sound where the data's spread is small beside it: the
-    marginal there is still close to pure noise, and the student was trained on it far more often."""
+def consistency_start(model: Precond, steps: int = 1) -> float:
+    """The noise level a distilled run's consistency sampler starts from at ``steps`` steps: the level its search chose
+    for that step count ("starts"), else the one of the nearest searched count below it (3 steps start where 2 do),
+    else the 1-step start ("start"; older runs have no "starts", the oldest neither), else sigma_max. Starting below
+    sigma_max is sound where the data's spread is small beside it: the marginal there is still close to pure noise,
+    and the student was trained on it far more often."""
     lo, hi = model.sigma_range
-    start = (getattr(model, "consistency", None) or {}).get("start", hi)
+    record = getattr(model, "consistency", None) or {}
+    starts = record.get("starts") or {}
+    if not isinstance(starts, dict) or not all(isinstance(k, str) and k.isdigit() for k in starts):
+        raise UserError(f"the run's consistency record has bad starts {starts!r}; it must map step counts to sigmas")
+    below = [k for k in starts if int(k) <= steps]
+    start = starts[max(below, key=int)] if below else record.get("start", hi)
     if not (isinstance(start, (int, float)) and not isinstance(start, bool) and math.isfinite(start) and lo < start <= hi):
         raise UserError(f"the run's consistency record has a bad start sigma {start!r}; it must be a number in ({lo:g}, {hi:g}]")
     return float(start)

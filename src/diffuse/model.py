@@ -48,7 +48,8 @@ class ModelConfig:
     # text models: the prompts `sample` uses when given none (one per class); empty: from the class names
     prompts: list[str] = field(default_factory=list)
     # a distilled run (train/distill.py): {"sigma_min", "guidance" (built in), "steps" (its default), "sigmas" ({"2": [the
-    # searched intermediate sigmas], ...}), "teacher", ...}; its denoiser is then a consistency function (precond.py)
+    # searched intermediate sigmas], ...}), "start" (the 1-step start), "starts" ({"2": sigma, ...}), "teacher", ...}; its
+    # denoiser is then a consistency function (precond.py)
     consistency: dict[str, Any] | None = None
 
     @property

@@ -263,7 +263,7 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
 
         search = search_sigmas(ema, mcfg, cfg.search_n, cfg.seed, log)
         mcfg.consistency.update(sigmas=search.get("sigmas", {}), search=search.get("table", []),
-                                **({"start": search["start"]} if "start" in search else {}))
+                                **{key: search[key] for key in ("start", "starts") if key in search})
         _write_config(run, mcfg, tsaved, cfg)
     return DistillResult(run, step, seconds, interrupted, search)
 
