@@ -2,6 +2,7 @@
 
     python benchmarks/distill.py --teacher runs/fmnist --student runs/fmnist-cd --n 1000 --out runs/bench-distill
     # --minutes M (or --steps S) [--lr --grid]: distil the teacher into --student first (else the student must exist)
+    # --seed K: another draw of the n samples (sample i of every row from noise seeded by (K, i)), to see the FID's spread
 
 For the teacher (DPM-Solver++(2M), 10 steps, guidance 3: 20 network evaluations of the batch) and for the student at
 1, 2 and 4 steps (one evaluation each, guidance built in), n samples each from the same seeds, scored in the domain
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="distillation learning rate (default: diffuse distill's)")
     ap.add_argument("--grid", type=int, default=None, help="distillation grid N (default: diffuse distill's)")
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0, help="the samples' seed (every row the same)")
     ap.add_argument("--out", default="runs/bench-distill")
     a = ap.parse_args()
     out = Path(a.out)
@@ -66,18 +68,18 @@ def main() -> None:
         res = distill(DistillConfig(teacher=a.teacher, out=a.student, minutes=a.minutes, steps=a.steps, **extra))
         distill_record = {"steps": res.step, "seconds_training": res.seconds, "seconds_with_search": time.monotonic() - t0}
         print(f"distilled {a.student}: {res.step} steps in {res.seconds:.0f} s ({time.monotonic() - t0:.0f} s with the sigma search)")
-    rows = [score(Path(a.teacher), SampleConfig(), a.n, out, "teacher")]
+    rows = [score(Path(a.teacher), SampleConfig(seed=a.seed), a.n, out, "teacher")]
     for k in (1, 2, 4):
-        rows.append(score(Path(a.student), SampleConfig(steps=k), a.n, out, f"student_{k}"))
+        rows.append(score(Path(a.student), SampleConfig(steps=k, seed=a.seed), a.n, out, f"student_{k}"))
     t = rows[0]
-    print(f"n = {a.n}; FID in the domain classifier's features vs the test split (real training images: {t['fid_real']:.2f})")
+    print(f"n = {a.n}, seed {a.seed}; FID in the domain classifier's features vs the test split (real training images: {t['fid_real']:.2f})")
     print(f"{'':<10} {'sampler':<12} {'steps':>5} {'net evals':>9} {'FID':>7} {'FID/teacher':>11} {'label acc':>9} {'seconds':>8} {'speed-up':>8}")
     for r in rows:
         acc = f"{100 * r['label_accuracy']:.1f}%" if r["label_accuracy"] is not None else "-"
         print(f"{r['name']:<10} {r['sampler']:<12} {r['steps']:>5} {r['network_evals_per_sample']:>9} {r['fid']:>7.2f} "
               f"{r['fid'] / t['fid']:>11.2f} {acc:>9} {r['seconds']:>8.1f} {t['seconds'] / r['seconds']:>7.1f}x")
     rec = read_run_config(Path(a.student)).get("distill") or {}
-    (out / "distill.json").write_text(json.dumps({"n": a.n, "rows": rows, "distill": distill_record, "distill_config": rec}, indent=1))
+    (out / "distill.json").write_text(json.dumps({"n": a.n, "seed": a.seed, "rows": rows, "distill": distill_record, "distill_config": rec}, indent=1))
 
 
 if __name__ == "__main__":

@@ -269,6 +269,26 @@ def test_a_per_frame_autoencoder_codes_every_frame_alone_with_the_2d_autoencoder
         AEConfig(**AE_PRESETS["f2"], image_size=16, per_frame=True)
 
 
+def test_the_posterior_of_clips_is_batched_by_frames_and_bf16_stays_close_to_fp32():
+    """A latent run encodes its training set once (train/batches.py): per-frame clips are batched by frame count, which
+    must not change a value, and bf16 autocast (the AMX / GPU path) stays within bf16's rounding of float32."""
+    from diffuse.autoencoder import AE_PRESETS, AEConfig, Autoencoder, LatentCodec
+
+    torch.manual_seed(0)
+    ae = Autoencoder(AEConfig(**AE_PRESETS["f2"], shape=(8, 16, 16), per_frame=True)).eval()
+    codec = LatentCodec(ae, torch.tensor([0.1, -0.2]), torch.tensor([0.5, 2.0]), "test")
+    x = torch.rand(5, 1, 8, 16, 16) * 2 - 1
+    whole = codec.posterior(x)  # 40 frames: one batch
+    for batch in (8, 17, 1):  # 1, 2 and 1 clips a batch
+        for a, b in zip(codec.posterior(x, batch_size=batch), whole):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    mu, sd = codec.posterior(x, bf16=True)
+    assert mu.dtype == sd.dtype == torch.float32 and mu.shape == whole[0].shape
+    scale = whole[0].abs().max()
+    assert float((mu - whole[0]).abs().max()) < 0.05 * scale and float((mu - whole[0]).abs().max()) > 0  # bf16 rounds
+    torch.testing.assert_close(sd, whole[1], rtol=0.05, atol=0.0)
+
+
 def test_per_frame_latent_video_round_trip(tmp_path, capsys):
     """train-autoencoder on clips (per frame), a latent video DiT on its latents, then sampling and image-to-video."""
     import json

@@ -276,12 +276,17 @@ class LatentCodec:
         return (z - self._view(self.mean, z)) / self._view(self.std, z)
 
     @torch.no_grad()
-    def posterior(self, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised posterior (mean, std) [N, c, *S/f] of model-space items x [N, C, *S], in batches."""
+    def posterior(self, x: torch.Tensor, batch_size: int = 500, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised posterior (mean, std) [N, c, *S/f] of model-space items x [N, C, *S], in batches of about
+        ``batch_size`` frames (clips count each frame); ``bf16``: the encoder under bf16 autocast (a latent run's
+        training data on an AMX CPU or a GPU: its posterior noise is far larger than bf16's rounding)."""
         dev = self.mean.device
+        per = max(1, batch_size // (x.shape[2] if self.ae.cfg.per_frame and x.dim() == 5 else 1))
         mus, sds = [], []
-        for i in range(0, len(x), batch_size):
-            mu, logvar = self.ae.encode(x[i : i + batch_size].to(dev).float())
+        for i in range(0, len(x), per):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                mu, logvar = self.ae.encode(x[i : i + per].to(dev).float())
+            mu, logvar = mu.float(), logvar.float()
             mus.append(self.normalize(mu).cpu())
             sds.append(((0.5 * logvar).exp() / self._view(self.std, logvar)).cpu())
         return torch.cat(mus), torch.cat(sds)

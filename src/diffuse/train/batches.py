@@ -18,14 +18,15 @@ from ..text.bank import augment, index_cond
 class Batches:
     """``data(step)`` -> the global batch (x0 [B, *shape], labels [B] or None); ``cond(...)`` -> its condition.
     ``text``: (caption bank, choices, group of each item) of a text run (bank.training_text); ``codec``: the
-    autoencoder of a latent run (every item's posterior is computed once, here)."""
+    autoencoder of a latent run (every item's posterior is computed once, here; under bf16 autocast if ``bf16``)."""
 
     def __init__(self, ds: ImageDataset, batch_size: int, seed: int, flip: bool = False, codec: Any = None,
-                 text: tuple | None = None, num_classes: int = 0, superres_factor: int = 0, frame_mask: float = 0.0):
+                 text: tuple | None = None, num_classes: int = 0, superres_factor: int = 0, frame_mask: float = 0.0,
+                 bf16: bool = False):
         self.ds, self.b, self.seed, self.flip, self.text = ds, batch_size, seed, flip, text
         self.frame_mask = frame_mask
         self.num_classes, self.superres_factor = num_classes, superres_factor
-        self.lat = codec.posterior(to_model_space(ds.images)) if codec is not None else None  # normalised (mean, std)
+        self.lat = codec.posterior(to_model_space(ds.images), bf16=bf16) if codec is not None else None  # normalised (mean, std)
 
     def data(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.lat is None:

@@ -186,7 +186,7 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
         text = training_text(ds, tcfg_train)
     nc = tcfg.num_classes
     batch_index(len(ds), cfg.batch_size, 0, cfg.seed)  # a batch larger than the data is refused before anything is written
-    batches = Batches(ds, cfg.batch_size, cfg.seed, False, codec, text, nc)
+    batches = Batches(ds, cfg.batch_size, cfg.seed, False, codec, text, nc, bf16=use_bf16(cfg.precision, device))
     mcfg = replace(tcfg, consistency={"sigma_min": teacher_model.sigma_range[0], "guidance": w, "steps": 2, "sigmas": {},
                                       "teacher": str(teacher_dir.resolve()), "method": "cd", "grid": cfg.grid})
     if mode != "fresh":

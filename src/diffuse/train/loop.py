@@ -232,7 +232,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         save_training_captions(run, text[0])
     grid_extra = _grid_conditions(mcfg, ds, text, mod)
     batches = Batches(ds, b, cfg.seed, cfg.flip, codec, text, nc, cfg.superres_factor if cfg.task == "superres" else 0,
-                      cfg.frame_mask or 0.0)
+                      cfg.frame_mask or 0.0, bf16)
     step, nimg, seconds = 0, 0, 0.0
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
     if mode == "resume":
