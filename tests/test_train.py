@@ -128,3 +128,18 @@ def test_runs_saved_before_text_and_superres_fields_still_load():
     assert cfg.fingerprint() == old
     text = ModelConfig(net=preset("tiny", image_size=8, text_dim=384), cond="text")
     assert text.fingerprint() != ModelConfig(net=preset("tiny", image_size=8)).fingerprint()
+
+
+def test_lognormal_noise_levels_follow_p_mean_and_p_std(tmp_path):
+    """--p-mean / --p-std set the training noise levels: ln(sigma) ~ N(p_mean, p_std^2); unset, the recipe's EDM
+    default (-1.2, 1.2); a non-positive spread is one error line."""
+    from cli_helpers import diffuse, one_line_error
+
+    from diffuse.train.loop import _sample_sigma
+
+    assert (TrainConfig(data="digits").resolved().p_mean, TrainConfig(data="digits").resolved().p_std) == (-1.2, 1.2)
+    for mean, std in ((-1.2, 1.2), (0.4, 0.5)):
+        cfg = TrainConfig(data="digits", p_mean=mean, p_std=std).resolved()
+        log_sigma = _sample_sigma(cfg, torch.zeros(1), 20_000, torch.Generator().manual_seed(0)).log()
+        assert abs(log_sigma.mean().item() - mean) < 0.05 and abs(log_sigma.std().item() - std) < 0.05
+    one_line_error(diffuse("train", "--p-std", "0", "--out", tmp_path / "r", check=False), "--p-std must be positive")

@@ -36,8 +36,8 @@ class TrainConfig:
     param: str = "edm"  # edm | eps | v | x0
     weighting: str | None = None  # defaults to the parameterization's natural loss
     sigma_density: str | None = None  # lognormal | vp
-    p_mean: float = -1.2
-    p_std: float = 1.2
+    p_mean: float | None = None  # lognormal noise levels: ln(sigma) ~ N(p_mean, p_std^2); default from the recipe (EDM's
+    p_std: float | None = None  # -1.2, 1.2 for images)
     beta_schedule: str = "linear"
     zero_terminal_snr: bool = False
     min_snr_gamma: float = 5.0
@@ -93,6 +93,8 @@ class TrainConfig:
                 setattr(c, k, v)
         if c.frame_mask is None:
             c.frame_mask = 0.0
+        c.p_mean = -1.2 if c.p_mean is None else c.p_mean
+        c.p_std = 1.2 if c.p_std is None else c.p_std
         if c.weighting is None:  # (None means "not given"; an empty string is a wrong value and is refused below)
             c.weighting = {"edm": "edm", "eps": "eps", "v": "v", "x0": "x0"}.get(c.param)
         if c.sigma_density is None:
@@ -122,6 +124,7 @@ class TrainConfig:
             (self.batch_size is not None and self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
             (self.lr is not None and self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 <= self.label_dropout < 1, f"--label-dropout must be in [0, 1), got {self.label_dropout}"),
+            (self.p_std is None or self.p_std > 0, f"--p-std must be positive, got {self.p_std}"),
             (self.frame_mask is None or 0 <= self.frame_mask < 1, f"--frame-mask must be in [0, 1), got {self.frame_mask}"),
             (self.text_noise >= 0, f"--text-noise must be >= 0, got {self.text_noise}"),
             (self.warmup_steps is not None and self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
