@@ -2,6 +2,7 @@
 
     python benchmarks/distill.py --teacher runs/fmnist --student runs/fmnist-cd --n 1000 --out runs/bench-distill
     # --minutes M (or --steps S) [--lr --grid]: distil the teacher into --student first (else the student must exist)
+    # --method ct: consistency tuning (no teacher calls, unguided) instead of distillation, on the same budget
     # --seed K: another draw of the n samples (sample i of every row from noise seeded by (K, i)), to see the FID's spread
 
 For the teacher (DPM-Solver++(2M), 10 steps, guidance 3: 20 network evaluations of the batch) and for the student at
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="distil first, for this many steps")
     ap.add_argument("--lr", type=float, default=None, help="distillation learning rate (default: diffuse distill's)")
     ap.add_argument("--grid", type=int, default=None, help="distillation grid N (default: diffuse distill's)")
+    ap.add_argument("--method", default=None, choices=("cd", "ct"), help="distillation (cd, the default) or tuning (ct)")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0, help="the samples' seed (every row the same)")
     ap.add_argument("--out", default="runs/bench-distill")
@@ -64,7 +66,7 @@ def main() -> None:
         from diffuse.train.distill import DistillConfig, distill
 
         t0 = time.monotonic()
-        extra = {k: v for k, v in (("lr", a.lr), ("grid", a.grid)) if v is not None}
+        extra = {k: v for k, v in (("lr", a.lr), ("grid", a.grid), ("method", a.method)) if v is not None}
         res = distill(DistillConfig(teacher=a.teacher, out=a.student, minutes=a.minutes, steps=a.steps, **extra))
         distill_record = {"steps": res.step, "seconds_training": res.seconds, "seconds_with_search": time.monotonic() - t0}
         print(f"distilled {a.student}: {res.step} steps in {res.seconds:.0f} s ({time.monotonic() - t0:.0f} s with the sigma search)")

@@ -154,6 +154,23 @@ def test_distilling_the_exact_denoiser_learns_the_mixture_at_one_and_two_steps()
         assert share_per_component(gm, consistency(euler, z * SIGMA_MAX, torch.tensor([SIGMA_MAX, 0.0])))[1] < 0.2
 
 
+def test_consistency_tuning_is_distillation_from_a_teacher_that_knows_the_clean_item():
+    """--method ct's target input x0 + r n is exactly the Heun step of a teacher whose denoiser returns x0: tuning is
+    CD with the one-sample estimate of the ODE in place of the teacher, and it calls no teacher."""
+    torch.manual_seed(0)
+    student = Precond(MLP(), PrecondConfig(), boundary=SIGMA_MIN)
+    x0, noise = torch.randn(64, 2, dtype=torch.float64), torch.randn(64, 2, dtype=torch.float64)
+    student = student.double()
+    grid = grid_sigmas(student, 18).double()
+    i = torch.randint(0, 17, (64,), generator=torch.Generator().manual_seed(1))
+    t, r = grid[i], grid[i + 1]
+    oracle = lambda x, s, c=None: x0  # noqa: E731
+    ct, cd = consistency_loss(student, None, x0, None, t, r, noise), consistency_loss(student, oracle, x0, None, t, r, noise)
+    torch.testing.assert_close(ct, cd, rtol=1e-9, atol=1e-12)
+    wrong = lambda x, s, c=None: x0 + 0.1  # noqa: E731 (a teacher that does not know x0 gives another loss)
+    assert not torch.allclose(ct, consistency_loss(student, wrong, x0, None, t, r, noise))
+
+
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     root = tmp_path_factory.mktemp("distill")
@@ -213,6 +230,22 @@ def test_distill_round_trip_through_the_cli(teacher, tmp_path):
     one_line_error(diffuse("distill", teacher / "teacher", "--out", tmp_path / "y", check=False), "--minutes")
     one_line_error(diffuse("distill", teacher / "teacher", "--out", tmp_path / "y", "--steps", "1", "--lr", "nan", check=False), "--lr")
     assert not (tmp_path / "y").exists() and not (tmp_path / "x").exists()
+
+
+def test_consistency_tuning_through_the_cli(teacher, tmp_path):
+    """--method ct: an ordinary distilled run, unguided (no teacher to guide); guidance with it, or another method,
+    is one error line."""
+    run = tmp_path / "ct"
+    diffuse("distill", teacher / "teacher", "--out", run, "--steps", "3", "--method", "ct", *DISTILL)
+    rec = json.loads((run / "config.json").read_text())
+    assert rec["model"]["consistency"]["method"] == "ct" and rec["model"]["consistency"]["guidance"] == 1.0
+    diffuse("sample", run, "--steps", "1", "--n", "10", "--out", tmp_path / "one.npz")
+    assert np.load(tmp_path / "one.npz")["images"].shape == (10, 8, 8, 1)
+    one_line_error(diffuse("distill", teacher / "teacher", "--out", tmp_path / "g", "--steps", "1", "--method", "ct",
+                           "--guidance", "3", check=False), "--method ct learns the unguided ODE")
+    one_line_error(diffuse("distill", teacher / "teacher", "--out", tmp_path / "m", "--steps", "1", "--method", "ect", check=False),
+                   "--method must be cd or ct")
+    assert not (tmp_path / "g").exists() and not (tmp_path / "m").exists()
 
 
 def test_a_resumed_distillation_continues_exactly(teacher, tmp_path):

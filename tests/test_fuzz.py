@@ -140,6 +140,8 @@ TRAIN = {
     "--checkpoint-minutes": flag(st.sampled_from([0.001, 5]), BAD_FLOAT), "--checkpoint-every": flag(st.sampled_from([1, 7])),
     "--sample-every": flag(st.just(1000)), "--log-every": flag(st.sampled_from([1, 50])),
     "--weighting": choice(["edm", "eps", "min_snr", "v", "x0"]), "--sigma-density": choice(["lognormal", "vp"]),
+    "--p-mean": flag(st.sampled_from([-1.2, 0.5]), st.sampled_from(["11", "-1e9", "nan", "inf", "x"])),
+    "--p-std": flag(st.sampled_from([0.6, 1.2]), st.sampled_from(["0", "-1", "6", "nan", "x"])),
     "--beta-schedule": choice(["linear", "cosine", "sigmoid"]), "--precision": choice(["auto", "fp32"]),
     "--preset": flag(st.just("tiny"), st.sampled_from(["huge", "", "fmnist "])), "--seed": flag(st.integers(0, 9), st.just("x")),
     "--data": flag(st.sampled_from(["digits"]), st.sampled_from(["imagenet", "{box}/missing.npz", "{box}/run", "/dev/null"])),
@@ -167,7 +169,8 @@ DISTILL = {"--lr": flag(st.just(1e-3), BAD_FLOAT), "--guidance": flag(st.sampled
            "--ema-kimg": flag(st.just(1.0), BAD_FLOAT), "--minutes": flag(st.just(0.0005), BAD_FLOAT),
            "--batch-size": flag(st.sampled_from([2, 4]), st.sampled_from(["0", "-2", "x", "100000"])),
            "--search-n": flag(st.just(4), st.sampled_from(["1", "0", "-3", "x"])), "--checkpoint-minutes": flag(st.just(1.0), BAD_FLOAT),
-           "--seed": flag(st.integers(0, 9), st.just("x")), "--precision": choice(["auto", "fp32"])}
+           "--seed": flag(st.integers(0, 9), st.just("x")), "--precision": choice(["auto", "fp32"]),
+           "--method": flag(st.sampled_from(["cd", "ct"]), st.sampled_from(["", "ect", "CD"]))}
 
 
 test_fuzz_distill_flags = target("distill-flags", 30, st.one_of(

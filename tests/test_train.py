@@ -143,3 +143,4 @@ def test_lognormal_noise_levels_follow_p_mean_and_p_std(tmp_path):
         log_sigma = _sample_sigma(cfg, torch.zeros(1), 20_000, torch.Generator().manual_seed(0)).log()
         assert abs(log_sigma.mean().item() - mean) < 0.05 and abs(log_sigma.std().item() - std) < 0.05
     one_line_error(diffuse("train", "--p-std", "0", "--out", tmp_path / "r", check=False), "--p-std must be positive")
+    one_line_error(diffuse("train", "--p-mean", "40", "--out", tmp_path / "r", check=False), "--p-mean must be in [-10, 10]")

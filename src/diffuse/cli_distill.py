@@ -21,6 +21,8 @@ def distill(
     grid: int = typer.Option(18, help="N, the Karras grid of noise levels the teacher's Heun steps join"),
     ema_kimg: float = typer.Option(2.0, help="EMA half-life of the sampled weights, in thousands of images"),
     search_n: int = typer.Option(500, help="samples per candidate in the search for the 2- and 4-step noise levels"),
+    method: str = typer.Option("cd", help="cd: consistency distillation (the teacher's guided Heun steps) | ct: consistency "
+                                           "tuning (ECT: no teacher calls, about twice the steps, unguided)"),
     seed: int = typer.Option(0),
     precision: str = _PRECISION,
     checkpoint_every: int = typer.Option(1000, help="checkpoint every N steps"),
@@ -34,7 +36,7 @@ def distill(
 
     cfg = DistillConfig(teacher=run, out=out, minutes=minutes, steps=steps, batch_size=batch_size, lr=lr, guidance=guidance,
                         grid=grid, ema_halflife_kimg=ema_kimg, seed=seed, precision=precision, checkpoint_every=checkpoint_every,
-                        checkpoint_minutes=checkpoint_minutes, search_n=search_n)
+                        checkpoint_minutes=checkpoint_minutes, search_n=search_n, method=method)
     with _train_bar("distill", {"loss": ("loss", ".4f"), "step": ("step", "")}) as progress:
         res = run_distill(cfg, resume=resume, progress=progress, device=_device(device))
     state = "interrupted; resume with --resume" if res.interrupted else "done"
