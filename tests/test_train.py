@@ -138,6 +138,12 @@ def test_lognormal_noise_levels_follow_p_mean_and_p_std(tmp_path):
     from diffuse.train.loop import _sample_sigma
 
     assert (TrainConfig(data="digits").resolved().p_mean, TrainConfig(data="digits").resolved().p_std) == (-1.2, 1.2)
+    # latent video trains nearer the middle of the noise range; pixel video, a flag, and runs saved before the flag keep theirs
+    assert TrainConfig(data="moving-fmnist", latent="auto").resolved().p_mean == 0.0
+    assert TrainConfig(data="moving-fmnist").resolved().p_mean == -1.2
+    assert TrainConfig(data="moving-fmnist", latent="auto", p_mean=-0.5).resolved().p_mean == -0.5
+    old = {k: v for k, v in TrainConfig(data="moving-fmnist", latent="auto").to_dict().items() if k not in ("p_mean", "p_std")}
+    assert TrainConfig.from_saved(old, tmp_path / "config.json").resolved().p_mean == -1.2
     for mean, std in ((-1.2, 1.2), (0.4, 0.5)):
         cfg = TrainConfig(data="digits", p_mean=mean, p_std=std).resolved()
         log_sigma = _sample_sigma(cfg, torch.zeros(1), 20_000, torch.Generator().manual_seed(0)).log()
