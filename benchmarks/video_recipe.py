@@ -5,7 +5,7 @@ caption (what `diffuse sample` does by default), and image-to-video: the first f
 direction asked by a held-out phrasing.
 
     diffuse train --data moving-fmnist --cond text --model dit --minutes 20 --out runs/video
-    python benchmarks/video_recipe.py runs/video [--n 240] [--steps 10] [--guidance W] [--resample K]
+    python benchmarks/video_recipe.py runs/video [--n 240] [--steps 10] [--guidance W] [--guidance-interval LO,HI] [--resample K]
 
 Targets (issue 14), held-out phrasings: class adherence >= 80%, direction accuracy >= 80%.
 Scores (metrics/video.py): class = the frame classifier's majority over frames; direction = the centroid track's
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from diffuse.data.moving import DIRECTIONS, heldout_prompt  # noqa: E402
 from diffuse.editing import Edit  # noqa: E402
-from diffuse.generate import SampleConfig, generate  # noqa: E402
+from diffuse.generate import SampleConfig, generate, parse_interval  # noqa: E402
 from diffuse.metrics.fid import feature_stats, frechet_distance  # noqa: E402
 from diffuse.metrics.video import VideoJudge, clip_features  # noqa: E402
 from diffuse.model import load_model  # noqa: E402
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=240, help="clips per row (3 per (class, direction) pair at 240)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--guidance-interval", default=None, help="LO,HI: guide only at LO < sigma <= HI")
     ap.add_argument("--resample", type=int, default=1, help="image-to-video: RePaint passes per step")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="only the raw held-out row (architecture sweeps)")
@@ -87,8 +88,10 @@ def main() -> None:
     names = [n.rsplit(" moving ", 1)[0] for n in objects]
     prompts = [heldout_prompt(names[c], DIRECTIONS[dd], int(i)) for i, c, dd in zip(k, want_c, want_d)]
     print("held-out prompts, e.g.:", "; ".join(prompts[:4]))
-    scfg = SampleConfig(steps=args.steps, guidance=args.guidance)
+    scfg = SampleConfig(steps=args.steps, guidance=args.guidance, guidance_interval=parse_interval(args.guidance_interval))
     tag = f"guidance {scfg.guidance_for(True, text=True):g}, {args.steps} steps"
+    if scfg.guidance_interval is not None:
+        tag += f", interval {args.guidance_interval}"
     for snap in (False,) if args.quick else (False, True):
         texts, _ = snap_prompts(prompts, args.run, mcfg, snap)
         t0 = time.time()

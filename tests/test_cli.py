@@ -30,6 +30,8 @@ def test_round_trip(run, tmp_path):
     assert z["images"].shape == (12, 8, 8, 1) and z["images"].dtype == np.uint8
     assert z["labels"].tolist() == [i % 10 for i in range(12)]
     diffuse("sample", run, "--n", "5", "--steps", "8", "--label", "3", "--sampler", "heun", "--churn", "10", "--out", tmp_path / "l.npz")
+    diffuse("sample", run, "--n", "4", "--steps", "8", "--guidance", "3", "--guidance-interval", "0.3,5", "--out", tmp_path / "i.png")
+    assert json.loads(Image.open(tmp_path / "i.png").text["diffuse"])["guidance_interval"] == [0.3, 5.0]
     assert np.load(tmp_path / "l.npz")["labels"].tolist() == [3] * 5
     r = diffuse("eval", run, "--n", "200", "--steps", "10", "--json")
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -59,6 +61,8 @@ def test_bad_inputs_give_one_line(run, tmp_path, capsys):
     one_line_error_in_process(capsys, ".png or .npz", "sample", run, "--out", tmp_path / "a.jpg")
     one_line_error_in_process(capsys, "--n", "sample", run, "--n", "x", "--out", tmp_path / "a.png")
     one_line_error_in_process(capsys, "--churn", "sample", run, "--churn", "5", "--out", tmp_path / "a.png")
+    for bad in ("5", "2,1", "a,b", "-1,3", "0,nan"):
+        one_line_error_in_process(capsys, "--guidance-interval", "sample", run, "--guidance-interval", bad, "--out", tmp_path / "a.png")
     one_line_error_in_process(capsys, "is for audio runs", "sample", run, "--vocoder-refine", "10", "--out", tmp_path / "a.png")
 
 

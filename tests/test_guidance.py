@@ -25,6 +25,23 @@ def test_cfg_convention_and_single_batched_forward():
     assert d.calls == [8]  # cond and uncond in one forward
 
 
+def test_guidance_interval_guides_only_inside_and_per_item():
+    """lo < sigma <= hi gets the guided value, outside it the conditional model, item by item; a batch wholly outside
+    costs one unguided forward. An interval over every sigma is plain guidance."""
+    d, x, labels = Recorder(), torch.zeros(4, 2), torch.tensor([1, 2, 3, 4])
+    null = class_null(10)
+    guided = (10 + 3 * (labels - 10)).view(-1, 1).float().expand(4, 2)
+    plain = labels.view(-1, 1).float().expand(4, 2)
+    sigma = torch.tensor([0.1, 0.5, 2.0, 9.0])  # below, at lo (excluded), inside, above
+    out = cfg(d, 3.0, null, (0.5, 5.0))(x, sigma, labels)
+    torch.testing.assert_close(out, torch.where(torch.tensor([False, False, True, False]).view(-1, 1), guided, plain))
+    torch.testing.assert_close(cfg(d, 3.0, null, (0.0, 100.0))(x, sigma, labels), guided)
+    torch.testing.assert_close(cfg(d, 3.0, null, (0.0, 5.0))(x, torch.full((4,), 5.0), labels), guided)  # hi is included
+    d.calls.clear()
+    torch.testing.assert_close(cfg(d, 3.0, null, (20.0, 30.0))(x, sigma, labels), plain)
+    assert d.calls == [4]
+
+
 def test_label_dropout_rate():
     labels = torch.zeros(100_000, dtype=torch.long)
     out = drop_labels(labels, 0.1, 10, torch.Generator().manual_seed(0))

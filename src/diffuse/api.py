@@ -118,8 +118,11 @@ class Run:
         from .generate import SampleConfig
 
         cfg = SampleConfig().for_model(self.model)
-        return {"sampler": cfg.sampler, "steps": cfg.steps,
-                "guidance": cfg.carried_guidance(self.config.conditional, self.cond == "text")}
+        out = {"sampler": cfg.sampler, "steps": cfg.steps,
+               "guidance": cfg.carried_guidance(self.config.conditional, self.cond == "text")}
+        if cfg.guidance_interval is not None:
+            out["guidance_interval"] = list(cfg.guidance_interval)
+        return out
 
     def label_index(self, label: int | str | None) -> int | None:
         """A class index from an index or a class name."""
@@ -135,12 +138,14 @@ class Run:
                guidance: float | None = None, seed: int = 0, first: int = 0, schedule: str = "karras",
                nearest_caption: bool = True, init: ImageLike | None = None, strength: float = 1.0,
                mask: ImageLike | None = None, resample: int = 1, batch_size: int = 256, precision: str = "auto",
-               on_step: Callable[[int, int], None] | None = None) -> Samples:
+               on_step: Callable[[int, int], None] | None = None,
+               guidance_interval: tuple[float, float] | None = None) -> Samples:
         """n samples. Text runs take ``prompt`` (one, or a list the samples cycle through) and ``negative_prompt``
         (it replaces the empty prompt in guidance); class runs take ``label`` (index or name; default i mod classes).
         ``sampler``/``steps``/``guidance`` default to the run's (``defaults()``). ``init`` (+ ``strength``) is img2img,
         with ``mask`` (white = keep) inpainting; for a super-resolution run ``init`` is the low-res image.
-        ``on_step(done, total)`` reports progress; an exception raised in it stops sampling."""
+        ``on_step(done, total)`` reports progress; an exception raised in it stops sampling. ``guidance_interval``
+        ``(lo, hi)`` applies guidance only at lo < sigma <= hi."""
         from .generate import SampleConfig
         from .sampling_inputs import conditions
 
@@ -148,8 +153,15 @@ class Run:
             raise UserError(f"n must be a positive integer, got {n!r}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
         negative = negative_prompt.strip() if isinstance(negative_prompt, str) and negative_prompt.strip() else None
+        interval = None
+        if guidance_interval is not None:
+            try:
+                lo, hi = (float(v) for v in guidance_interval)
+            except (TypeError, ValueError):
+                raise UserError(f"guidance_interval must be (lo, hi), got {guidance_interval!r}") from None
+            interval = (lo, hi)
         scfg = SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
-                            batch_size=batch_size, precision=precision)
+                            batch_size=batch_size, precision=precision, guidance_interval=interval)
         c_img = self.config.image_shape[0]
         init_t = None if init is None else self._input(init, c_img, "init image")
         mask_t = None if mask is None else self._input(mask, 1, "mask")
@@ -211,8 +223,11 @@ class Run:
     def resolved(self, scfg: Any) -> dict[str, Any]:
         """The sampler, steps and guidance a SampleConfig comes to on this run (its defaults filled in)."""
         cfg = scfg.for_model(self.model)
-        return {"sampler": cfg.sampler, "steps": cfg.steps,
-                "guidance": cfg.carried_guidance(self.config.conditional, self.cond == "text")}
+        out = {"sampler": cfg.sampler, "steps": cfg.steps,
+               "guidance": cfg.carried_guidance(self.config.conditional, self.cond == "text")}
+        if cfg.guidance_interval is not None:
+            out["guidance_interval"] = list(cfg.guidance_interval)
+        return out
 
     def _input(self, obj: ImageLike, channels: int, what: str) -> torch.Tensor:
         return as_images(obj, channels, what)
@@ -293,5 +308,6 @@ def read_params(png: str | Path | bytes) -> dict[str, Any]:
 
 def sample_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of ``Run.sample`` among stored parameters (drops the record-only keys)."""
-    keep = ("n", "prompt", "negative_prompt", "label", "sampler", "steps", "guidance", "seed", "first", "schedule")
+    keep = ("n", "prompt", "negative_prompt", "label", "sampler", "steps", "guidance", "seed", "first", "schedule",
+            "guidance_interval")
     return {k: params[k] for k in keep if k in params}

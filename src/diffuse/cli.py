@@ -89,11 +89,13 @@ def train(
                f"samples: {res.run_dir / 'samples'}")
 
 
-def _sample_cfg(sampler: str | None, steps: int | None, schedule: str, guidance: float, seed: int, batch_size: int, precision: str, churn: float = 0.0):
-    from .generate import SampleConfig
+def _sample_cfg(sampler: str | None, steps: int | None, schedule: str, guidance: float, seed: int, batch_size: int, precision: str,
+                churn: float = 0.0, guidance_interval: str | None = None):
+    from .generate import SampleConfig, parse_interval
 
     return SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
-                        batch_size=batch_size, precision=precision, churn=churn)
+                        batch_size=batch_size, precision=precision, churn=churn,
+                        guidance_interval=parse_interval(guidance_interval))
 
 
 @app.command()
@@ -132,6 +134,8 @@ def sample(
                                          "video: FILE.gif, FILE.mp4, FILE.npz (videos uint8 [N,T,H,W,C]) or FILE.png (frame strips)"),
     device: str = _DEVICE,
     churn: float = typer.Option(0.0, help="Heun only: EDM's S_churn, fresh noise per step (0 = deterministic)"),
+    guidance_interval: Optional[str] = typer.Option(None, help="LO,HI: apply --guidance only at noise levels LO < sigma <= HI "
+                                                              "(the conditional model elsewhere)"),
 ) -> None:
     """Sample from a trained run: by class, by prompt, from an input (img2img / audio-to-audio), into a mask
     (inpainting, audio continuation), or up from a low-res image (super-resolution models)."""
@@ -146,7 +150,7 @@ def sample(
         raise UserError(f"--n must be a positive integer, got {n}")
     from .train import dist
 
-    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn)
+    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn, guidance_interval)
     read_run_config(run)  # a missing or foreign run is named before anything else
     from .model import ModelConfig
 

@@ -36,6 +36,19 @@ DEFAULT_TEXT_GUIDANCE = 3.0
 MAX_STEPS = 10_000
 
 
+def parse_interval(text: str | None) -> tuple[float, float] | None:
+    """``"LO,HI"`` (``--guidance-interval``) as two floats; SampleConfig.validate checks their values."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise UserError(f"--guidance-interval must be LO,HI (two numbers, e.g. 0.3,5), got {text!r}") from None
+
+
 @dataclass
 class SampleConfig:
     """How to sample. ``guidance`` follows the convention in guidance.py: 1 = no guidance, 0 = unconditional.
@@ -54,6 +67,7 @@ class SampleConfig:
     batch_size: int = 256
     precision: str = "auto"
     churn: float = 0.0  # Heun only: EDM's S_churn (stochasticity); 0 is the deterministic Algorithm 1
+    guidance_interval: tuple[float, float] | None = None  # guide only at lo < sigma <= hi (guidance.cfg)
     built_in_guidance: float | None = None  # set by for_model for a distilled run: the guidance its network applies itself
 
     def validate(self, conditional: int | bool) -> None:
@@ -76,6 +90,10 @@ class SampleConfig:
             raise UserError(f"--churn must be >= 0 and is for --sampler heun only, got {self.churn} with {self.sampler}")
         if self.guidance is not None and self.guidance < 0:
             raise UserError(f"--guidance must be >= 0, got {self.guidance}")
+        if self.guidance_interval is not None:
+            lo, hi = self.guidance_interval
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+                raise UserError(f"--guidance-interval must be LO,HI with 0 <= LO < HI (noise levels sigma), got {lo:g},{hi:g}")
 
     def for_model(self, model: Any) -> "SampleConfig":
         """This config with the model's defaults in place of None: DPM-Solver++(2M) at 10 steps, or for a distilled run
@@ -285,7 +303,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         if negative is not None:  # this batch's negative prompts replace the dropped text
             neg = Cond(text=index_cond(negative, rows)).to(device)
             null = lambda c, neg=neg: replace(c, text=neg.text)  # noqa: E731
-        denoiser = cfg_wrap(model, gw, null) if gw != 1.0 or negative is not None else model
+        denoiser = cfg_wrap(model, gw, null, cfg.guidance_interval) if gw != 1.0 or negative is not None else model
         with autocast(device, bf16):
             extra = {"s_churn": cfg.churn} if cfg.churn > 0 else {}
             if on_step is not None:

@@ -29,18 +29,30 @@ def cat_cond(a: Any, b: Any) -> Any:
     return torch.cat([a, b])
 
 
-def cfg(denoiser: Denoiser, w: float, null_cond: Callable[[Any], Any]) -> Denoiser:
-    """Classifier-free guidance with strength ``w``; ``null_cond(cond)`` gives the null condition of the same batch."""
+def cfg(denoiser: Denoiser, w: float, null_cond: Callable[[Any], Any],
+        interval: tuple[float, float] | None = None) -> Denoiser:
+    """Classifier-free guidance with strength ``w``; ``null_cond(cond)`` gives the null condition of the same batch.
+    ``interval = (lo, hi)`` guides only at noise levels lo < sigma <= hi and leaves the conditional model alone
+    elsewhere (Kynkaenniemi et al. 2024, "Applying guidance in a limited interval"; EDM2 uses it)."""
 
     def guided(x: torch.Tensor, sigma: torch.Tensor, cond: Any = None) -> torch.Tensor:
         if w == 1:
             return denoiser(x, sigma, cond)
+        inside = None
+        if interval is not None:
+            s = sigma.reshape(-1).expand(x.shape[0])  # [B] (one sigma broadcasts)
+            inside = (s > interval[0]) & (s <= interval[1])
+            if not bool(inside.any()):
+                return denoiser(x, sigma, cond)
         null = null_cond(cond)
-        if w == 0:
+        if w == 0 and inside is None:
             return denoiser(x, sigma, null)
         d = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), cat_cond(cond, null))  # [2B, ...]
         d_cond, d_null = d.chunk(2)
-        return d_null + w * (d_cond - d_null)
+        if inside is None:
+            return d_null + w * (d_cond - d_null)
+        w_b = torch.where(inside, w, 1.0).to(d.dtype).view(-1, *[1] * (d.ndim - 1))  # per item: w inside, 1 outside
+        return d_null + w_b * (d_cond - d_null)
 
     return guided
 
