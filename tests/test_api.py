@@ -31,6 +31,17 @@ def test_sample_items_and_reproduction_from_the_png(runs, tmp_path):
     torch.testing.assert_close(run.remake(paths[3].read_bytes(), first=2).x, s.x[2:3], atol=1e-5, rtol=0)
     assert not torch.allclose(again.x, s.x[2:3], atol=1e-2)
     assert "wrote 5" in s.save(tmp_path / "grid.png") and diffuse.read_params(tmp_path / "grid.png")["n"] == 5
+    # guidance over an interval holding every sigma is plain guidance; one holding none is the conditional model;
+    # the PNG's parameters carry the interval and remake the sample
+    kw = dict(n=2, steps=4, seed=3, label=3, guidance=4.0)
+    limited = run.sample(guidance_interval=(0.0, 1e6), **kw)
+    torch.testing.assert_close(limited.x, run.sample(**kw).x, atol=1e-5, rtol=0)
+    unguided = run.sample(**{**kw, "guidance": 1.0}).x
+    torch.testing.assert_close(run.sample(guidance_interval=(1e5, 1e6), **kw).x, unguided, atol=1e-5, rtol=0)
+    assert not torch.allclose(limited.x, unguided, atol=1e-3)  # (so the two checks above can tell the cases apart)
+    p = diffuse.read_params(limited.save_items(tmp_path / "lim")[1])
+    assert p["guidance_interval"] == [0.0, 1e6]
+    torch.testing.assert_close(run.sample(**sample_kwargs(p)).x, limited.x[1:2], atol=1e-5, rtol=0)
 
 
 def test_edit_keeps_the_unmasked_pixels(runs):
@@ -66,7 +77,8 @@ def test_bad_calls_are_one_line_errors(runs):
                            ({"negative_prompt": "x"}, "needs a text model"), ({"steps": -1}, "--steps"),
                            ({"init": np.zeros((9, 9), np.uint8)}, "needs 8x8"), ({"init": np.zeros((8, 8))}, "uint8"),
                            ({"init": b"not an image"}, "cannot read"), ({"init": 3.5}, "expected a PIL image"),
-                           ({"sampler": "nope"}, "unknown sampler")):
+                           ({"sampler": "nope"}, "unknown sampler"), ({"guidance_interval": "x"}, "guidance_interval"),
+                           ({"guidance_interval": (3, 1)}, "--guidance-interval")):
         with pytest.raises((UserError, ValueError), match=needle):
             run.sample(**kwargs)
     with pytest.raises(UserError, match="not found"):

@@ -118,11 +118,8 @@ class Run:
         from .generate import SampleConfig
 
         cfg = SampleConfig().for_model(self.model)
-        out = {"sampler": cfg.sampler, "steps": cfg.steps,
-               "guidance": cfg.carried_guidance(self.config.conditional, self.cond == "text")}
-        if cfg.guidance_interval is not None:
-            out["guidance_interval"] = list(cfg.guidance_interval)
-        return out
+        return {"sampler": cfg.sampler, "steps": cfg.steps,
+                "guidance": cfg.carried_guidance(self.config.conditional, self.cond == "text")}
 
     def label_index(self, label: int | str | None) -> int | None:
         """A class index from an index or a class name."""
