@@ -102,6 +102,9 @@ class SampleConfig:
         if not c:
             return replace(self, sampler=self.sampler or "dpmpp_2m", steps=self.steps or 10)
         built_in = float(c.get("guidance", 1.0))
+        if self.guidance_interval is not None:
+            raise UserError(f"this run was distilled with guidance {built_in:g} built in at every noise level: "
+                            f"--guidance-interval does not apply to it")
         if self.guidance is not None and self.guidance != built_in:
             raise UserError(f"this run was distilled with guidance {built_in:g} built in: leave --guidance out "
                             f"(or distill the teacher again with --guidance {self.guidance:g})")
