@@ -143,22 +143,15 @@ class Run:
         with ``mask`` (white = keep) inpainting; for a super-resolution run ``init`` is the low-res image.
         ``on_step(done, total)`` reports progress; an exception raised in it stops sampling. ``guidance_interval``
         ``(lo, hi)`` applies guidance only at lo < sigma <= hi."""
-        from .generate import SampleConfig
+        from .generate import SampleConfig, parse_interval
         from .sampling_inputs import conditions
 
         if not isinstance(n, int) or n <= 0:
             raise UserError(f"n must be a positive integer, got {n!r}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
         negative = negative_prompt.strip() if isinstance(negative_prompt, str) and negative_prompt.strip() else None
-        interval = None
-        if guidance_interval is not None:
-            try:
-                lo, hi = (float(v) for v in guidance_interval)
-            except (TypeError, ValueError):
-                raise UserError(f"guidance_interval must be (lo, hi), got {guidance_interval!r}") from None
-            interval = (lo, hi)
         scfg = SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
-                            batch_size=batch_size, precision=precision, guidance_interval=interval)
+                            batch_size=batch_size, precision=precision, guidance_interval=parse_interval(guidance_interval))
         c_img = self.config.image_shape[0]
         init_t = None if init is None else self._input(init, c_img, "init image")
         mask_t = None if mask is None else self._input(mask, 1, "mask")

@@ -36,17 +36,17 @@ DEFAULT_TEXT_GUIDANCE = 3.0
 MAX_STEPS = 10_000
 
 
-def parse_interval(text: str | None) -> tuple[float, float] | None:
-    """``"LO,HI"`` (``--guidance-interval``) as two floats; SampleConfig.validate checks their values."""
-    if text is None:
+def parse_interval(value: Any) -> tuple[float, float] | None:
+    """``"LO,HI"`` (``--guidance-interval``) or a pair (``Run.sample(guidance_interval=)``) as two floats;
+    SampleConfig.validate checks their values."""
+    if value is None:
         return None
-    parts = text.split(",")
+    parts = value.split(",") if isinstance(value, str) else value
     try:
-        if len(parts) != 2:
-            raise ValueError
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        raise UserError(f"--guidance-interval must be LO,HI (two numbers, e.g. 0.3,5), got {text!r}") from None
+        lo, hi = (float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise UserError(f"--guidance-interval (guidance_interval) must be LO,HI, two numbers (e.g. 0.3,5), got {value!r}") from None
+    return lo, hi
 
 
 @dataclass

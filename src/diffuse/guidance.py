@@ -49,10 +49,10 @@ def cfg(denoiser: Denoiser, w: float, null_cond: Callable[[Any], Any],
             return denoiser(x, sigma, null)
         d = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), cat_cond(cond, null))  # [2B, ...]
         d_cond, d_null = d.chunk(2)
-        if inside is None:
-            return d_null + w * (d_cond - d_null)
-        w_b = torch.where(inside, w, 1.0).to(d.dtype).view(-1, *[1] * (d.ndim - 1))  # per item: w inside, 1 outside
-        return d_null + w_b * (d_cond - d_null)
+        if inside is not None:  # per item: w inside the interval, 1 (the conditional model) outside
+            w_b = torch.where(inside, w, 1.0).to(d.dtype).view(-1, *[1] * (d.ndim - 1))
+            return d_null + w_b * (d_cond - d_null)
+        return d_null + w * (d_cond - d_null)
 
     return guided
 

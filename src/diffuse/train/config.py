@@ -77,8 +77,6 @@ class TrainConfig:
         from ..typed import from_json
 
         cfg = from_json(cls, saved, f"{source}: train")
-        if isinstance(saved, dict) and "p_mean" not in saved:  # saved before --p-mean existed: those runs trained at EDM's
-            cfg = replace(cfg, p_mean=-1.2, p_std=1.2)
         return replace(cfg, **(overrides or {}))
 
     def resolved(self) -> "TrainConfig":
