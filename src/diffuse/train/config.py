@@ -159,7 +159,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # more per second than 64 (family 69% / pitch 84% on the log-mels against 50% / 42%) and 16 (66% / 63%)
     # (benchmarks/audio_recipe.py --mels-only, README "Audio"); on the log-mels: --latent auto (3 of the 10 minutes to
     # an autoencoder) lost pitch (README "Audio")
-    "notes": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=32, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
+    # (the notes take this modality's recipe, as every audio data set does)
     "audio": dict(preset="audio", dit_preset="audio", dit_lr=1e-3, batch_size=32, lr=2e-3, ema_halflife_kimg=10.0, warmup_steps=50, default_steps=20000),
     # video (moving Fashion-MNIST, data/moving.py): 8 x 32 x 32 clips as 4 x 4 x 4 tubelets (benchmarks/video_recipe.py)
     # latent video: --p-mean 0 gave 69% class / 91% direction against 58% / 61% at EDM's -1.2 (README "Video")
