@@ -56,12 +56,11 @@ def main() -> None:
     judge = NotesJudge(mod)
     g = torch.Generator().manual_seed(0)
     n = args.n
-    fam = torch.randint(len(FAMILIES), (n,), generator=g)
-    midi = torch.tensor(PITCHES)[torch.randint(len(PITCHES), (n,), generator=g)]
+    fam, midi, named = named_notes(n, g)
     held_out = [HELD_OUT_TEMPLATES[i % 2].format(i=HELD_OUT[FAMILIES[f]][(i // 2) % 2], p=note_names(int(m))[0])
                 for i, (f, m) in enumerate(zip(fam, midi))]
     sets = {  # name: (prompts, snap each to its nearest training caption first, as `diffuse sample` does by default)
-        "named notes (training phrasing)": ([f"a {SYNONYMS[FAMILIES[f]][0]} playing {note_names(int(m))[0]}" for f, m in zip(fam, midi)], True),
+        "named notes (training phrasing)": (named, True),
         "held-out phrasings": (held_out, True),
         "held-out phrasings, raw (--raw-prompt)": (held_out, False),
     }
@@ -77,14 +76,26 @@ def main() -> None:
         tag = f", guidance {scfg.guidance_for(True, text=True):g}"
         for name, (prompts, snap) in sets.items():
             t = time.time()
-            texts, _ = snap_prompts(prompts, args.run, mcfg, snap)
-            x = generate(model, n, scfg, text=_per_sample(texts, mcfg))
+            x = sample_prompts(model, mcfg, args.run, prompts, scfg, snap)
             if not args.mels_only:
                 rows.append(judge.score_waves(mod.decode(x), fam, midi).row(f"samples: {name}{tag}"))
             rows.append(judge.score_mels(x, fam, midi).row(f"samples: {name}{tag}, log-mels before the vocoder"))
             print(f"{name}{tag}: {time.time() - t:.0f} s", flush=True)
     print(HEADER)
     print("\n".join(rows))
+
+
+def named_notes(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """n random (family, MIDI note) pairs and their prompts in the training phrasing ("a trumpet playing G4")."""
+    fam = torch.randint(len(FAMILIES), (n,), generator=g)
+    midi = torch.tensor(PITCHES)[torch.randint(len(PITCHES), (n,), generator=g)]
+    return fam, midi, [f"a {SYNONYMS[FAMILIES[f]][0]} playing {note_names(int(m))[0]}" for f, m in zip(fam, midi)]
+
+
+def sample_prompts(model, mcfg, run: Path, prompts: list[str], scfg: SampleConfig, snap: bool = True) -> torch.Tensor:
+    """Model-space samples, sample i for prompts[i] (snapped to its nearest training caption, as the CLI does)."""
+    texts, _ = snap_prompts(prompts, run, mcfg, snap)
+    return generate(model, len(prompts), scfg, text=_per_sample(texts, mcfg))
 
 
 def _per_sample(texts: list[str], mcfg):

@@ -19,7 +19,7 @@ from diffuse.audio.vocoder import GriffinLim  # noqa: E402
 from diffuse.cond import Cond  # noqa: E402
 from diffuse.data import load_dataset, notes  # noqa: E402
 from diffuse.modalities import get_modality  # noqa: E402
-from diffuse.modalities.audio import AudioModality  # noqa: E402
+from diffuse.modalities.audio import DEFAULT_VOCODER, AudioModality  # noqa: E402
 
 needs_fluidsynth = pytest.mark.skipif(not Path(notes.SOUNDFONTS[0]).is_file(), reason=f"no SoundFont: {notes.APT}")
 
@@ -192,9 +192,10 @@ def test_cli_trains_on_notes_and_writes_wavs_spectrograms_and_npz(audio_run, tmp
     diffuse("sample", audio_run, "--n", "1", "--steps", "4", "--init", tmp_path / "out" / "sample_000.wav", "--keep-seconds", "0.4",
             "--out", tmp_path / "cont.wav")
     assert sf.info(tmp_path / "cont.wav").frames == 16000
-    # the vocoder's refinement is the run's (100 for new runs); --vocoder-refine 0 is plain Griffin-Lim, another wave
-    assert json.loads((audio_run / "config.json").read_text())["model"]["modality"]["vocoder"]["refine"] == 100
-    for name, flags in (("gl.wav", ("--vocoder-refine", "0")), ("default.wav", ()), ("again.wav", ("--vocoder-refine", "100"))):
+    # the vocoder's refinement is the run's (DEFAULT_VOCODER's for new runs); --vocoder-refine 0 is plain Griffin-Lim
+    refine = json.loads((audio_run / "config.json").read_text())["model"]["modality"]["vocoder"]["refine"]
+    assert refine == DEFAULT_VOCODER["refine"] > 0
+    for name, flags in (("gl.wav", ("--vocoder-refine", "0")), ("default.wav", ()), ("again.wav", ("--vocoder-refine", str(refine)))):
         diffuse("sample", audio_run, "--n", "1", "--steps", "4", "--label", "7", *flags, "--out", tmp_path / name)
     gl, default, again = (sf.read(tmp_path / name)[0] for name in ("gl.wav", "default.wav", "again.wav"))
     assert np.array_equal(default, again) and not np.allclose(gl, default, atol=1e-3)

@@ -150,3 +150,31 @@ def test_lognormal_noise_levels_follow_p_mean_and_p_std(tmp_path):
         assert abs(log_sigma.mean().item() - mean) < 0.05 and abs(log_sigma.std().item() - std) < 0.05
     one_line_error(diffuse("train", "--p-std", "0", "--out", tmp_path / "r", check=False), "--p-std must be positive")
     one_line_error(diffuse("train", "--p-mean", "40", "--out", tmp_path / "r", check=False), "--p-mean must be in [-10, 10]")
+
+
+def test_lr_decay_warms_up_holds_then_falls_to_zero_at_the_end_of_the_budget(tmp_path):
+    """--lr-decay F: after the warm-up the rate holds, then falls linearly to 0 over the last F of the budget (seconds
+    for --minutes, steps for --steps, the further along when both); 0 keeps it constant; the metrics log records it."""
+    from cli_helpers import diffuse, one_line_error
+
+    from diffuse.train.config import lr_at
+
+    c = TrainConfig(data="digits", lr=1e-3, warmup_steps=10, lr_decay=0.25, minutes=10).resolved()
+    assert lr_at(c, 4, 1.0) == pytest.approx(5e-4)  # warm-up: (4 + 1) / 10
+    assert lr_at(c, 100, 0.5 * 600) == lr_at(c, 100, 0.75 * 600) == pytest.approx(1e-3)  # stable
+    assert lr_at(c, 100, 0.875 * 600) == pytest.approx(5e-4) and lr_at(c, 100, 600.0) == 0.0  # half-way down; the end
+    s = TrainConfig(data="digits", lr=1e-3, warmup_steps=0, lr_decay=0.5, steps=100).resolved()
+    assert [lr_at(s, k, 0.0) for k in (40, 75, 100)] == pytest.approx([1e-3, 5e-4, 0.0])
+    both = TrainConfig(data="digits", lr=1e-3, warmup_steps=0, lr_decay=0.5, steps=100, minutes=1).resolved()
+    assert lr_at(both, 10, 45.0) == pytest.approx(5e-4)  # time is further along (75%) than steps (10%)
+    flat = TrainConfig(data="digits", lr=1e-3, warmup_steps=0, steps=100).resolved()
+    assert lr_at(flat, 99, 1e6) == pytest.approx(1e-3)
+    train(TrainConfig(out=str(tmp_path / "d"), steps=8, **{**FAST, "warmup_steps": 0}, lr=1e-3, lr_decay=0.5))
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+    assert lrs == pytest.approx([1e-3] * 4 + [1e-3, 7.5e-4, 5e-4, 2.5e-4])  # step k (0-based) logs after it: 1 - k/8 over 0.5
+    one_line_error(diffuse("train", "--lr-decay", "1", "--out", tmp_path / "r", check=False), "--lr-decay is a share")
+    # the recipe's default (audio decays over 30%, images not), a flag over it, and runs saved before it resume without
+    assert (TrainConfig(data="notes").resolved().lr_decay, TrainConfig(data="digits").resolved().lr_decay) == (0.3, 0.0)
+    assert TrainConfig(data="notes", lr_decay=0.0).resolved().lr_decay == 0.0
+    old = {k: v for k, v in TrainConfig(data="notes").resolved().to_dict().items() if k != "lr_decay"}
+    assert TrainConfig.from_saved(old, tmp_path / "config.json").resolved().lr_decay == 0.0

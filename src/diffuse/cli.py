@@ -49,6 +49,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, help="batch size (default from the dataset recipe)"),
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate (default from the dataset recipe)"),
     warmup_steps: Optional[int] = typer.Option(None, help="linear learning-rate warm-up steps (default from the recipe: 200; 50 for audio)"),
+    lr_decay: Optional[float] = typer.Option(None, help="share of the budget, at its end, over which the learning rate falls linearly to 0 (0: constant; default from the recipe: 0.3 for audio, else 0)"),
     ema_kimg: Optional[float] = typer.Option(None, help="EMA half-life in thousands of images"),
     label_dropout: float = typer.Option(0.1, help="probability of the null label or caption (classifier-free guidance)"),
     dropout: Optional[float] = typer.Option(None, help="network dropout (default from the preset)"),
@@ -75,7 +76,7 @@ def train(
     cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, image_size=image_size, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, p_mean=p_mean, p_std=p_std, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
-                      warmup_steps=warmup_steps, ema_halflife_kimg=ema_kimg, flip=flip, frame_mask=frame_mask, steps=steps, minutes=minutes,
+                      warmup_steps=warmup_steps, lr_decay=lr_decay, ema_halflife_kimg=ema_kimg, flip=flip, frame_mask=frame_mask, steps=steps, minutes=minutes,
                       seed=seed, precision=precision, log_every=log_every, sample_every=sample_every,
                       checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
     from .train import dist

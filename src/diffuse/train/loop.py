@@ -38,7 +38,7 @@ from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .batches import Batches
 from .state import load_state, memory_layout, save_state
-from .config import TrainConfig
+from .config import TrainConfig, lr_at
 from .ema import ema_beta, ema_update
 from .rundir import CheckpointClock, RunLock, resume_overrides, start_mode
 from .stop import StopOnSignal
@@ -268,7 +268,9 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
             noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
             cond = batches.cond(step, x0, labels, g, slice(lo, hi), cfg.label_dropout, cfg.text_noise).to(device)
             x0 = x0[lo:hi].to(device).contiguous(memory_format=layout)  # [B/world, C, H, W] (or [B/world, C, T, H, W])
-            lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+            if cfg.lr_decay > 0 and d.enabled:  # a time-keyed decay: every rank takes the same clock reading
+                elapsed = float(D.mean(d, torch.tensor([elapsed], dtype=torch.float64, device=device)))
+            lr = lr_at(cfg, step, elapsed)
             for group in opt.param_groups:
                 group["lr"] = lr
             torch.manual_seed(cfg.seed * 1_000_003 + step + d.rank * 1_000_000_007)  # dropout draws: reproducible on resume
