@@ -3,7 +3,9 @@ ceiling, on named notes (training phrasing) and on held-out phrasings (wordings 
 latter snapped to their nearest training caption (as `diffuse sample` does by default) and raw (`--raw-prompt`).
 
     diffuse train --data notes --cond text --minutes 10 --out runs/notes
-    python benchmarks/audio_recipe.py runs/notes [--n 275] [--guidance W[,W2,...]] [--vocoder-refine N] [--mels-only]
+    python benchmarks/audio_recipe.py runs/notes [--n 275] [--guidance W[,W2,...]] [--vocoder DIR] [--vocoder-refine N] [--mels-only]
+
+--vocoder DIR decodes with a neural vocoder (diffuse train-vocoder) instead of the run's; the ceiling row uses it too.
 
 Targets (issue 13): family adherence on held-out phrasings >= 80%; >= 70% of samples within +-50 cents of the
 asked note; a Frechet distance within 3x the vocoder ceiling's.
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=275, help="samples per set (and real clips for floor and ceiling)")
     ap.add_argument("--guidance", default=None, help="guidance strength, or a comma list to sweep (default: the run's)")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--vocoder", type=Path, default=None, help="a neural vocoder folder (diffuse train-vocoder) instead of the run's")
     ap.add_argument("--vocoder-refine", type=int, default=None,
                     help="log-mel matching steps after Griffin-Lim (default: the run's vocoder; runs before it have 0)")
     ap.add_argument("--mels-only", action="store_true",
@@ -50,6 +53,8 @@ def main() -> None:
     args = ap.parse_args()
     model, mcfg = load_model(args.run)
     mod = modality_of(mcfg)
+    if args.vocoder is not None:
+        mod.set_vocoder(name="neural", path=str(args.vocoder))
     if args.vocoder_refine is not None:
         mod.set_vocoder(refine=args.vocoder_refine)
     print(f"vocoder: {mod.vocoder_spec}", flush=True)

@@ -2,11 +2,12 @@
 each vocoder choice, beside the real clips themselves. It tells the vocoder's cost apart from the model's.
 
     python benchmarks/vocoder_ceiling.py [--refine 100,300] [--no-learned] [--learned-steps 1500] [--loss log|pow]
-                                         [--only-learned] [--cuts 0,1000]
+                                         [--only-learned] [--cuts 0,1000] [--neural DIR [--neural-refine 0,100]]
 
 Choices: Griffin-Lim (32 iterations) after the pseudo-inverse or NNLS mel inversion, then optionally log-mel
 matching steps (audio/vocoder.py), and the learned mel ->
-linear-magnitude network (audio/learned.py) with Griffin-Lim, over the whole band or above a cut-off only.
+linear-magnitude network (audio/learned.py) with Griffin-Lim, over the whole band or above a cut-off only; and the
+neural vocoder in DIR (diffuse train-vocoder), alone and followed by matching steps.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from diffuse.audio import MelConfig  # noqa: E402
 from diffuse.audio.learned import train_mel_to_stft  # noqa: E402
-from diffuse.audio.vocoder import GriffinLim  # noqa: E402
+from diffuse.audio.vocoder import GriffinLim, Neural  # noqa: E402
 from diffuse.data.notes import build  # noqa: E402
 from diffuse.metrics.audio_eval import HEADER, NotesJudge  # noqa: E402
 from diffuse.modalities.audio import AudioModality  # noqa: E402
@@ -37,6 +38,8 @@ def main() -> None:
     ap.add_argument("--refine", default="100,300", help="log-mel matching steps after Griffin-Lim (pinv), comma list")
     ap.add_argument("--no-learned", action="store_true", help="skip the learned mel2stft rows")
     ap.add_argument("--cuts", default="0,1000", help="learned magnitudes above these frequencies (Hz), pseudo-inverse below")
+    ap.add_argument("--neural", type=Path, help="also the neural vocoder in this folder (diffuse train-vocoder)")
+    ap.add_argument("--neural-refine", default="0,100", help="log-mel matching steps after the neural vocoder, comma list")
     args = ap.parse_args()
     cfg = MelConfig()
     mod = AudioModality(cfg)
@@ -54,6 +57,11 @@ def main() -> None:
         t = time.time()
         y = GriffinLim(cfg, 32, "pinv", refine=r)(mags, cfg.samples)
         rows.append(judge.score_waves(y, fam, midi).row(f"Griffin-Lim 32 + {r} log-mel matching steps ({time.time() - t:.0f} s)"))
+        print(rows[-1], flush=True)
+    for r in (int(v) for v in args.neural_refine.split(",") if v and args.neural):
+        t = time.time()
+        y = Neural(cfg, str(args.neural), refine=r)(mags, cfg.samples)
+        rows.append(judge.score_waves(y, fam, midi).row(f"neural vocoder + {r} matching steps ({time.time() - t:.0f} s)"))
         print(rows[-1], flush=True)
     if args.no_learned:
         print(HEADER)

@@ -4,6 +4,9 @@ the quiet floor cleaned first. Real log-mels lose little through the vocoder (be
 ones need not be the log-mel of any wave, so their cost can differ, and this measures it.
 
     python benchmarks/vocoder_samples.py RUN [--n 200] [--refine 100,300,600] [--lr 1.5e-4] [--clean none,median3,gate-0.7]
+                                         [--neural DIR [--neural-refine 0,100]]
+
+--neural adds rows for the neural vocoder in DIR (diffuse train-vocoder), alone and followed by matching steps.
 
 Cleanings (model space, where the floor is -1): median3, a 3-frame median in time; gate-T, values below T set to -1.
 It also prints how rough the log-mels are in time (mean |x[t+1] - x[t]| where both are below -0.5), real and samples.
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audio_recipe import named_notes, sample_prompts  # noqa: E402
 
-from diffuse.audio.vocoder import GriffinLim  # noqa: E402
+from diffuse.audio.vocoder import GriffinLim, Neural  # noqa: E402
 from diffuse.generate import SampleConfig  # noqa: E402
 from diffuse.metrics.audio_eval import HEADER, NotesJudge  # noqa: E402
 from diffuse.modalities import modality_of  # noqa: E402
@@ -56,6 +59,8 @@ def main() -> None:
     ap.add_argument("--refine", default="100,300,600", help="log-mel matching steps after Griffin-Lim, comma list")
     ap.add_argument("--lr", type=float, default=1.5e-4, help="the matching steps' learning rate (wave units)")
     ap.add_argument("--clean", default="none", help="cleanings of the log-mels before the vocoder, comma list")
+    ap.add_argument("--neural", type=Path, help="also the neural vocoder in this folder (diffuse train-vocoder)")
+    ap.add_argument("--neural-refine", default="0,100", help="log-mel matching steps after the neural vocoder, comma list")
     args = ap.parse_args()
     model, mcfg = load_model(args.run)
     mod = modality_of(mcfg)
@@ -73,6 +78,11 @@ def main() -> None:
             t = time.time()
             y = GriffinLim(mod.mel, 32, "pinv", refine=r, lr=args.lr)(mod.front.magnitudes(c), c.shape[-1] * mod.mel.hop)
             rows.append(judge.score_waves(y, fam, midi).row(f"samples, {how}: Griffin-Lim 32 + {r} matching steps ({time.time() - t:.0f} s)"))
+            print(rows[-1], flush=True)
+        for r in (int(v) for v in args.neural_refine.split(",") if v and args.neural):
+            t = time.time()
+            y = Neural(mod.mel, str(args.neural), refine=r, lr=args.lr)(mod.front.magnitudes(c), c.shape[-1] * mod.mel.hop)
+            rows.append(judge.score_waves(y, fam, midi).row(f"samples, {how}: neural vocoder + {r} matching steps ({time.time() - t:.0f} s)"))
             print(rows[-1], flush=True)
     print(HEADER)
     print("\n".join(rows))

@@ -64,6 +64,7 @@ def test_bad_inputs_give_one_line(run, tmp_path, capsys):
     for bad in ("5", "2,1", "a,b", "-1,3", "0,nan"):
         one_line_error_in_process(capsys, "--guidance-interval", "sample", run, "--guidance-interval", bad, "--out", tmp_path / "a.png")
     one_line_error_in_process(capsys, "is for audio runs", "sample", run, "--vocoder-refine", "10", "--out", tmp_path / "a.png")
+    one_line_error_in_process(capsys, "--vocoder is for audio runs", "sample", run, "--vocoder", tmp_path, "--out", tmp_path / "a.png")
 
 
 def test_unconditional_model_rejects_guidance_and_label(tmp_path):

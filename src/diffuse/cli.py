@@ -123,8 +123,10 @@ def sample(
     seconds: Optional[float] = typer.Option(None, help="audio: clip length (rounded to the model's frame grid)"),
     frames: Optional[int] = typer.Option(None, help="video: frames per clip (default: the run's; a multiple of its temporal patch)"),
     fps: Optional[float] = typer.Option(None, help="video: frames per second of GIF/MP4 output (default: the run's, 8)"),
-    vocoder_refine: Optional[int] = typer.Option(None, help="audio: log-mel matching steps after Griffin-Lim (default: the run's; "
-                                                            "100 in runs written since it exists, 0 before)"),
+    vocoder: Optional[Path] = typer.Option(None, help="audio: decode with the neural vocoder in this folder (diffuse train-vocoder) "
+                                                      "instead of the run's"),
+    vocoder_refine: Optional[int] = typer.Option(None, help="audio: log-mel matching steps after the vocoder (default: the run's; "
+                                                            "300 in runs written since 2026-12-06, 100 or 0 before)"),
     resample: int = typer.Option(1, help="inpainting: RePaint resampling, K passes per step"),
     consistency: bool = typer.Option(True, help="super-resolution: keep the output's low-pass equal to the input"),
     seed: int = _SEED,
@@ -160,6 +162,8 @@ def sample(
     d, dev = dist.setup(_device(device))  # under torchrun each rank samples its shard of the n samples
     r = Run(run, dev)
     mcfg, mod = r.config, r.modality
+    if vocoder is not None:
+        mod.set_vocoder(name="neural", path=str(vocoder.resolve()))
     if vocoder_refine is not None:
         mod.set_vocoder(refine=vocoder_refine)
     mod.set_output(fps=fps)
@@ -337,7 +341,7 @@ def bench_throughput(
     typer.echo(json.dumps(res) if json_out else bench.table(res))
 
 
-from . import cli_autoencoder, cli_distill, cli_restore, cli_serve  # noqa: E402,F401  (register train-autoencoder, distill, restore and serve on app)
+from . import cli_autoencoder, cli_distill, cli_restore, cli_serve, cli_vocoder  # noqa: E402,F401  (register train-autoencoder, distill, restore, serve and train-vocoder on app)
 
 
 def main(argv: list[str] | None = None) -> int:

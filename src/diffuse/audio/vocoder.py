@@ -82,7 +82,30 @@ def match_mel(y: torch.Tensor, mel: torch.Tensor, cfg: MelConfig, steps: int, lr
     return w.detach().clamp(-1, 1)
 
 
-VOCODERS = {"griffinlim": GriffinLim}
+class Neural:
+    """The neural vocoder trained by ``diffuse train-vocoder`` (audio/neural.py), saved in folder ``path``, then
+    ``refine`` log-mel matching steps from its wave (0: none)."""
+
+    def __init__(self, cfg: MelConfig, path: str, refine: int = 0, lr: float = 1.5e-4):
+        from .neural import load_neural_vocoder
+
+        if refine < 0 or not lr > 0:
+            raise ValueError(f"vocoder: refine is >= 0 and lr > 0, got {refine}, {lr}")
+        self.cfg, self.path, self.refine, self.lr = cfg, path, refine, lr
+        self.net = load_neural_vocoder(path, cfg)
+
+    def __call__(self, mel: torch.Tensor, length: int) -> torch.Tensor:
+        x = ((mel.float().clamp_min(self.cfg.floor).log() - self.cfg.center) / self.cfg.scale).cpu()
+        with torch.no_grad():
+            y = torch.cat([self.net(x[i : i + 64]) for i in range(0, len(x), 64)])
+        y = torch.nn.functional.pad(y, (0, max(0, length - y.shape[-1])))[..., :length].clamp(-1, 1)
+        if self.refine:
+            y = torch.cat([match_mel(y[i : i + 64], mel[i : i + 64].float(), self.cfg, self.refine, self.lr)
+                           for i in range(0, len(y), 64)])
+        return y
+
+
+VOCODERS = {"griffinlim": GriffinLim, "neural": Neural}
 
 
 def get_vocoder(name: str, cfg: MelConfig, **kw) -> Vocoder:

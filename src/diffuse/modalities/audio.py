@@ -53,8 +53,10 @@ class AudioModality(Modality):
         return voc(self.front.magnitudes(x.float().cpu()), x.shape[-1] * self.mel.hop)
 
     def set_vocoder(self, **settings) -> None:
-        """Override vocoder settings (e.g. ``refine=0`` for plain Griffin-Lim), checked by building it once."""
-        spec = {**self.vocoder_spec, **settings}
+        """Override vocoder settings (e.g. ``refine=0`` for plain Griffin-Lim, or ``name="neural", path=DIR``), checked
+        by building it once."""
+        same = settings.get("name", self.vocoder_spec.get("name", "griffinlim")) == self.vocoder_spec.get("name", "griffinlim")
+        spec = {**self.vocoder_spec, **settings} if same else dict(settings)  # another vocoder: its own settings only
         try:
             get_vocoder(spec.get("name", "griffinlim"), self.mel, **{k: v for k, v in spec.items() if k != "name"})
         except (TypeError, ValueError) as e:

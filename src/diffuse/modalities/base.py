@@ -123,5 +123,7 @@ class Modality:
             raise UserError(f"--fps is for video models; this one is {self.name}")
 
     def set_vocoder(self, **settings) -> None:
-        """Override the run's vocoder settings for this use (``sample --vocoder-refine``); no vocoder here: refused."""
-        raise UserError(f"--vocoder-{next(iter(settings), 'refine')} is for audio runs; this one is {self.name}")
+        """Override the run's vocoder settings for this use (``sample --vocoder``, ``--vocoder-refine``); no vocoder
+        here: refused."""
+        flag = "--vocoder" if "name" in settings else "--vocoder-refine"
+        raise UserError(f"{flag} is for audio runs; this one is {self.name}")
