@@ -105,3 +105,36 @@ def test_cli_trains_a_vocoder_and_sample_decodes_with_it(audio_run, tmp_path):
                    "positive integer")
     one_line_error(diffuse("train-vocoder", "--steps", "0", "--out", tmp_path / "v2", check=False), "--steps must be > 0")
     assert not (tmp_path / "b.wav").exists() and not (tmp_path / "v2").exists()
+
+
+def test_a_run_carries_its_vocoder_and_decodes_with_it_wherever_it_moves(tmp_path):
+    from diffuse.data import notes
+
+    if not notes.SOUNDFONTS or not __import__("pathlib").Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    voc = tmp_path / "voc"
+    diffuse("train-vocoder", "--data", "notes:22", "--steps", "2", "--batch-size", "4", "--width", "32", "--blocks", "2",
+            "--out", voc)
+    run = tmp_path / "run"
+    diffuse("train", "--data", "notes:110", "--cond", "class", "--steps", "2", "--batch-size", "16", "--vocoder", voc, "--out", run)
+    spec = json.loads((run / "config.json").read_text())["model"]["modality"]["vocoder"]
+    assert spec == {"name": "neural", "path": "vocoder", "refine": 100}  # relative: the run's own copy
+    assert (run / "vocoder" / "vocoder.safetensors").read_bytes() == (voc / "vocoder.safetensors").read_bytes()
+    diffuse("sample", run, "--n", "1", "--steps", "2", "--label", "3", "--out", tmp_path / "own.wav")
+    diffuse("sample", run, "--n", "1", "--steps", "2", "--label", "3", "--vocoder", voc, "--vocoder-refine", "100",
+            "--out", tmp_path / "named.wav")
+    diffuse("sample", run, "--n", "1", "--steps", "2", "--label", "3", "--vocoder-refine", "0", "--out", tmp_path / "raw.wav")
+    own, named, raw = (sf.read(tmp_path / f)[0] for f in ("own.wav", "named.wav", "raw.wav"))
+    assert np.array_equal(own, named) and not np.allclose(own, raw, atol=1e-4)
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    run.rename(moved)
+    voc.rename(tmp_path / "voc_gone")  # the run needs neither its old place nor the vocoder's
+    diffuse("sample", moved, "--n", "1", "--steps", "2", "--label", "3", "--out", tmp_path / "moved.wav")
+    assert np.array_equal(sf.read(tmp_path / "moved.wav")[0], own)
+    # bad input: one line, exit 2, no run written
+    one_line_error(diffuse("train", "--data", "digits", "--steps", "1", "--vocoder", tmp_path / "voc_gone", "--out",
+                           tmp_path / "img", check=False), "--vocoder is for audio data")
+    one_line_error(diffuse("train", "--data", "notes:110", "--steps", "1", "--vocoder", tmp_path / "nowhere", "--out",
+                           tmp_path / "bad", check=False), "cannot load a neural vocoder")
+    assert not (tmp_path / "img").exists() and not (tmp_path / "bad").exists()

@@ -38,6 +38,7 @@ def train(
                                                          "for image-to-video and continuation (default 0.25; 0 = off)"),
     preset: Optional[str] = typer.Option(None, help="size preset; U-Net: tiny | fmnist | small | base | large, DiT: tiny | fmnist | audio | video | S | B"),
     latent: Optional[str] = typer.Option(None, help="latent diffusion: an autoencoder directory from `diffuse train-autoencoder`, 'auto' (train and cache one first, 30% of --minutes) or 'none'"),
+    vocoder: Optional[str] = typer.Option(None, help="audio: a neural vocoder directory from `diffuse train-vocoder`; the run carries it (RUN/vocoder) and decodes with it"),
     image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
     param: str = typer.Option("edm", help="parameterization: edm | eps | v | x0"),
     weighting: Optional[str] = typer.Option(None, help="loss weighting: edm | eps | min_snr | v | x0 (default: natural for --param)"),
@@ -73,7 +74,7 @@ def train(
     overrides = {k: v for k, v in given.items() if v is not None}
     model = model or ("dit" if modality_name(data) == "video" else "unet")
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
-    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, image_size=image_size, net_overrides=overrides, param=param,
+    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, vocoder=vocoder, image_size=image_size, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, p_mean=p_mean, p_std=p_std, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
                       warmup_steps=warmup_steps, lr_decay=lr_decay, ema_halflife_kimg=ema_kimg, flip=flip, frame_mask=frame_mask, steps=steps, minutes=minutes,

@@ -142,6 +142,11 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     cfg = read_json(run_dir / "config.json", "run config")
     if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT:
         raise UserError(f"{run_dir / 'config.json'} is not a diffuse run config (format {cfg.get('format') if isinstance(cfg, dict) else None!r})")
+    model = cfg.get("model")
+    if isinstance(model, dict) and "modality" in model:  # files the record names inside the run (an audio run's vocoder)
+        from .modalities import bind_run
+
+        cfg["model"] = {**model, "modality": bind_run(model["modality"], run_dir.resolve())}
     return cfg
 
 

@@ -83,16 +83,20 @@ def match_mel(y: torch.Tensor, mel: torch.Tensor, cfg: MelConfig, steps: int, lr
 
 
 class Neural:
-    """The neural vocoder trained by ``diffuse train-vocoder`` (audio/neural.py), saved in folder ``path``, then
-    ``refine`` log-mel matching steps from its wave (0: none)."""
+    """The neural vocoder trained by ``diffuse train-vocoder`` (audio/neural.py), saved in folder ``path`` (relative
+    to ``run_dir`` when a run carries it: ``RUN/vocoder``), then ``refine`` log-mel matching steps from its wave (0:
+    none)."""
 
-    def __init__(self, cfg: MelConfig, path: str, refine: int = 0, lr: float = 1.5e-4):
+    def __init__(self, cfg: MelConfig, path: str, refine: int = 0, lr: float = 1.5e-4, run_dir: str | None = None):
+        from pathlib import Path
+
         from .neural import load_neural_vocoder
 
         if refine < 0 or not lr > 0:
             raise ValueError(f"vocoder: refine is >= 0 and lr > 0, got {refine}, {lr}")
-        self.cfg, self.path, self.refine, self.lr = cfg, path, refine, lr
-        self.net = load_neural_vocoder(path, cfg)
+        self.cfg, self.refine, self.lr = cfg, refine, lr
+        self.path = Path(run_dir) / path if run_dir is not None and not Path(path).is_absolute() else Path(path)
+        self.net = load_neural_vocoder(self.path, cfg)
 
     def __call__(self, mel: torch.Tensor, length: int) -> torch.Tensor:
         x = ((mel.float().clamp_min(self.cfg.floor).log() - self.cfg.center) / self.cfg.scale).cpu()

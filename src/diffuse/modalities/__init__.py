@@ -30,6 +30,14 @@ def get_modality(spec: Any) -> Modality:
     return RECORDS[spec["name"]].from_spec(spec)
 
 
+def bind_run(spec: Any, run_dir: Any) -> Any:
+    """A modality record read from ``run_dir``/config.json, bound to that directory (Modality.bind_run); anything
+    else as it is (get_modality judges it)."""
+    if isinstance(spec, dict) and spec.get("name") in RECORDS:
+        return RECORDS[spec["name"]].bind_run(spec, run_dir)
+    return spec
+
+
 def modality_of(mcfg: Any) -> Modality:
     """The modality of a ModelConfig."""
     return get_modality(getattr(mcfg, "modality", None))

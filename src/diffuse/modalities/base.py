@@ -122,6 +122,12 @@ class Modality:
         if fps is not None:
             raise UserError(f"--fps is for video models; this one is {self.name}")
 
+    @classmethod
+    def bind_run(cls, spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+        """The record as read from ``run_dir``'s config.json, told where that run is when it names files inside it
+        (audio: a run's own neural vocoder, ``RUN/vocoder``). Most records name none."""
+        return spec
+
     def set_vocoder(self, **settings) -> None:
         """Override the run's vocoder settings for this use (``sample --vocoder``, ``--vocoder-refine``); no vocoder
         here: refused."""

@@ -145,9 +145,11 @@ def default_guidance(mcfg: ModelConfig) -> float:
 
 
 def _copy_teacher_files(teacher: Path, run: Path) -> None:
-    """What sampling a run needs besides its weights and config: the autoencoder of a latent run, a text run's captions."""
-    if (teacher / "autoencoder").is_dir():
-        shutil.copytree(teacher / "autoencoder", run / "autoencoder", dirs_exist_ok=True)
+    """What sampling a run needs besides its weights and config: the autoencoder of a latent run, the neural vocoder
+    of an audio run, a text run's captions."""
+    for folder in ("autoencoder", "vocoder"):  # a latent run's autoencoder; an audio run's neural vocoder
+        if (teacher / folder).is_dir():
+            shutil.copytree(teacher / folder, run / folder, dirs_exist_ok=True)
     for f in [*teacher.glob("captions*.json"), *teacher.glob("captions.safetensors")]:
         shutil.copy2(f, run / f.name)
 
@@ -282,6 +284,10 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
 
 def _write_config(run: Path, mcfg: ModelConfig, teacher_saved: dict, cfg: DistillConfig) -> None:
     """The run's config.json: the teacher's model (with the consistency record) and training record, and ours."""
-    write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": teacher_saved.get("train"),
+    model = mcfg.to_dict()
+    voc = (model.get("modality") or {}).get("vocoder")
+    if isinstance(voc, dict):  # the teacher's directory, bound when its config was read: this run has its own copy
+        voc.pop("run_dir", None)
+    write_json(run / "config.json", {"format": RUN_FORMAT, "model": model, "train": teacher_saved.get("train"),
                                      "distill": asdict(cfg)})
 
