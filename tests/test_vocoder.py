@@ -138,3 +138,25 @@ def test_a_run_carries_its_vocoder_and_decodes_with_it_wherever_it_moves(tmp_pat
     one_line_error(diffuse("train", "--data", "notes:110", "--steps", "1", "--vocoder", tmp_path / "nowhere", "--out",
                            tmp_path / "bad", check=False), "cannot load a neural vocoder")
     assert not (tmp_path / "img").exists() and not (tmp_path / "bad").exists()
+
+
+def test_records_bind_to_their_run_and_unbind_for_another(tmp_path):
+    """read_run_config tells a record where its run is (an audio run's vocoder path is relative to it); distill
+    writes the record unbound. Records that name no run files pass through unchanged."""
+    from diffuse.modalities import bind_run, unbind_run
+    from diffuse.modalities.audio import DEFAULT_VOCODER, RUN_NEURAL_VOCODER
+    from diffuse.model import read_run_config
+
+    spec = {"name": "audio", "mel": MelConfig().to_dict(), "vocoder": dict(RUN_NEURAL_VOCODER)}
+    bound = bind_run(spec, tmp_path)
+    assert bound["vocoder"] == {**RUN_NEURAL_VOCODER, "run_dir": str(tmp_path)} and spec["vocoder"] == RUN_NEURAL_VOCODER
+    assert unbind_run(bound) == spec
+    for other in ({"name": "audio", "vocoder": DEFAULT_VOCODER}, {"name": "image"}, None, "junk"):
+        assert bind_run(other, tmp_path) == other and unbind_run(other) == other
+    run = tmp_path / "run"
+    run.mkdir()
+    from diffuse.model import RUN_FORMAT
+
+    (run / "config.json").write_text(json.dumps({"format": RUN_FORMAT, "model": {"modality": spec}}))
+    assert read_run_config(run)["model"]["modality"]["vocoder"]["run_dir"] == str(run.resolve())
+    assert json.loads((run / "config.json").read_text())["model"]["modality"] == spec  # the file is not rewritten

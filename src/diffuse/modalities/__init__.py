@@ -38,6 +38,13 @@ def bind_run(spec: Any, run_dir: Any) -> Any:
     return spec
 
 
+def unbind_run(spec: Any) -> Any:
+    """``bind_run`` undone, for writing a record into another run's config.json (distill)."""
+    if isinstance(spec, dict) and spec.get("name") in RECORDS:
+        return RECORDS[spec["name"]].unbind_run(spec)
+    return spec
+
+
 def modality_of(mcfg: Any) -> Modality:
     """The modality of a ModelConfig."""
     return get_modality(getattr(mcfg, "modality", None))

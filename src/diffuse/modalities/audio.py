@@ -59,6 +59,13 @@ class AudioModality(Modality):
             return {**spec, "vocoder": {**voc, "run_dir": str(run_dir)}}
         return spec
 
+    @classmethod
+    def unbind_run(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        voc = spec.get("vocoder")
+        if isinstance(voc, dict) and "run_dir" in voc:
+            return {**spec, "vocoder": {k: v for k, v in voc.items() if k != "run_dir"}}
+        return spec
+
     def spec(self) -> dict[str, Any]:
         return {"name": "audio", "mel": self.mel.to_dict(), "vocoder": self.vocoder_spec}
 

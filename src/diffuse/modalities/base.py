@@ -128,6 +128,11 @@ class Modality:
         (audio: a run's own neural vocoder, ``RUN/vocoder``). Most records name none."""
         return spec
 
+    @classmethod
+    def unbind_run(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        """``bind_run`` undone: the record as a run's config.json holds it (for a run written from another's)."""
+        return spec
+
     def set_vocoder(self, **settings) -> None:
         """Override the run's vocoder settings for this use (``sample --vocoder``, ``--vocoder-refine``); no vocoder
         here: refused."""

@@ -284,10 +284,10 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
 
 def _write_config(run: Path, mcfg: ModelConfig, teacher_saved: dict, cfg: DistillConfig) -> None:
     """The run's config.json: the teacher's model (with the consistency record) and training record, and ours."""
-    model = mcfg.to_dict()
-    voc = (model.get("modality") or {}).get("vocoder")
-    if isinstance(voc, dict):  # the teacher's directory, bound when its config was read: this run has its own copy
-        voc.pop("run_dir", None)
+    from ..modalities import unbind_run
+
+    model = mcfg.to_dict()  # the teacher's record was bound to the teacher's directory when read; this run has copies
+    model["modality"] = unbind_run(model.get("modality"))
     write_json(run / "config.json", {"format": RUN_FORMAT, "model": model, "train": teacher_saved.get("train"),
                                      "distill": asdict(cfg)})
 
