@@ -57,10 +57,12 @@ class GriffinLim:
                                random_state=0)
         y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, max(0, length - y.shape[-1]))])[..., :length]
         y = torch.from_numpy(np.clip(y, -1, 1).astype(np.float32))
-        if self.refine:
-            y = torch.cat([match_mel(y[i : i + 64], mel[i : i + 64].float(), self.cfg, self.refine, self.lr)
-                           for i in range(0, len(y), 64)])
-        return y
+        return match_mel_batched(y, mel, self.cfg, self.refine, self.lr) if self.refine else y
+
+
+def match_mel_batched(y: torch.Tensor, mel: torch.Tensor, cfg: MelConfig, steps: int, lr: float, batch: int = 64) -> torch.Tensor:
+    """``match_mel`` over ``batch`` clips at a time (bounded memory)."""
+    return torch.cat([match_mel(y[i : i + batch], mel[i : i + batch].float(), cfg, steps, lr) for i in range(0, len(y), batch)])
 
 
 def match_mel(y: torch.Tensor, mel: torch.Tensor, cfg: MelConfig, steps: int, lr: float) -> torch.Tensor:
@@ -103,10 +105,7 @@ class Neural:
         with torch.no_grad():
             y = torch.cat([self.net(x[i : i + 64]) for i in range(0, len(x), 64)])
         y = torch.nn.functional.pad(y, (0, max(0, length - y.shape[-1])))[..., :length].clamp(-1, 1)
-        if self.refine:
-            y = torch.cat([match_mel(y[i : i + 64], mel[i : i + 64].float(), self.cfg, self.refine, self.lr)
-                           for i in range(0, len(y), 64)])
-        return y
+        return match_mel_batched(y, mel, self.cfg, self.refine, self.lr) if self.refine else y
 
 
 VOCODERS = {"griffinlim": GriffinLim, "neural": Neural}

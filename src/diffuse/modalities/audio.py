@@ -21,7 +21,8 @@ from .base import Meta, Modality, params_text, write_npz
 # vocoder), at about 0.45 / 0.8 / 1.25 s a clip on a 2-core CPU (README "Audio"); runs written before keep theirs
 DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv", "refine": 300}
 # a run trained with --vocoder DIR carries that neural vocoder in RUN/vocoder and decodes with it, then 100 matching
-# steps (samples of the notes model: 76.5% family against 70.5% with none, 61.5% for the default above; README "Audio")
+# steps (samples of the notes model through a 12-minute vocoder: 76.5% family against 70.5% with none, 61.5% for the
+# default above; through a 20-minute one 82.0% against 80.5%, the log-mels 81.0%; README "Audio")
 RUN_NEURAL_VOCODER = {"name": "neural", "path": "vocoder", "refine": 100}
 
 
