@@ -46,6 +46,7 @@ class AudioModality(Modality):
     def __init__(self, mel: MelConfig, vocoder: dict[str, Any] | None = None):
         self.mel, self.vocoder_spec = mel, dict(vocoder or DEFAULT_VOCODER)
         self.front = MelFrontEnd(mel)
+        self._built: tuple[dict[str, Any], Any] | None = None  # (spec, vocoder): built once, not per decode
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "AudioModality":
@@ -77,9 +78,14 @@ class AudioModality(Modality):
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space log-mels [N, 1, mels, T] -> waves float32 [N, T * hop] through the vocoder."""
-        spec = {k: v for k, v in self.vocoder_spec.items() if k != "name"}
-        voc = get_vocoder(self.vocoder_spec.get("name", "griffinlim"), self.mel, **spec)
-        return voc(self.front.magnitudes(x.float().cpu()), x.shape[-1] * self.mel.hop)
+        return self._vocoder(self.vocoder_spec)(self.front.magnitudes(x.float().cpu()), x.shape[-1] * self.mel.hop)
+
+    def _vocoder(self, spec: dict[str, Any]) -> Any:
+        """The vocoder ``spec`` names, kept while the spec stays the same (a neural one reads its weights once)."""
+        if self._built is None or self._built[0] != spec:
+            voc = get_vocoder(spec.get("name", "griffinlim"), self.mel, **{k: v for k, v in spec.items() if k != "name"})
+            self._built = (dict(spec), voc)
+        return self._built[1]
 
     def set_vocoder(self, **settings) -> None:
         """Override vocoder settings (e.g. ``refine=0`` for plain Griffin-Lim, or ``name="neural", path=DIR``), checked
@@ -87,7 +93,7 @@ class AudioModality(Modality):
         same = settings.get("name", self.vocoder_spec.get("name", "griffinlim")) == self.vocoder_spec.get("name", "griffinlim")
         spec = {**self.vocoder_spec, **settings} if same else dict(settings)  # another vocoder: its own settings only
         try:
-            get_vocoder(spec.get("name", "griffinlim"), self.mel, **{k: v for k, v in spec.items() if k != "name"})
+            self._vocoder(spec)
         except (TypeError, ValueError) as e:
             given = ", ".join(f"{k}={v}" for k, v in settings.items())
             raise UserError(f"bad vocoder setting {given}: {e}") from None
