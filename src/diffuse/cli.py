@@ -19,7 +19,8 @@ from .errors import UserError
 @app.command()
 def train(
     data: str = typer.Option("digits", help="digits | fashion-mnist | a folder of images | a .npz file | notes | a folder of "
-                                               "audio | moving-fmnist | moving-digits (video; options as moving-fmnist:frames=16,size=64)"),
+                                               "audio | moving-fmnist | moving-digits | a folder of GIF/MP4 clips (video; options as moving-fmnist:frames=16,size=64, "
+                                               "FOLDER:frames=16)"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the Fashion-MNIST IDX files (else $DIFFUSE_DATA, then the Debian package)"),
     cond: str = typer.Option("none", help="none | class | text (captions from class names, or --captions)"),
     task: str = typer.Option("generate", help="generate | superres (learn to upsample 1/--superres-factor images)"),

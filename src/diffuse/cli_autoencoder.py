@@ -11,7 +11,7 @@ from .cli_common import _CHECKPOINT_MINUTES, _train_bar, app
 
 @app.command("train-autoencoder")
 def train_autoencoder(
-    data: str = typer.Option("digits", help="digits | fashion-mnist | notes | moving-fmnist | moving-digits (clips: coded frame by frame) | a folder of images or audio files | a .npz file"),
+    data: str = typer.Option("digits", help="digits | fashion-mnist | notes | moving-fmnist | moving-digits (clips: coded frame by frame) | a folder of images, audio or video files | a .npz file"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the Fashion-MNIST IDX files"),
     image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
     out: Optional[str] = typer.Option(None, help="autoencoder directory (default runs/ae-<data>)"),

@@ -3,7 +3,7 @@
 Sources: ``digits`` (scikit-learn's bundled 8x8 digits, the embedded default), ``fashion-mnist`` (IDX
 files), a folder of images (class sub-folders become labels), ``.npz`` arrays, and audio: ``notes`` (FluidSynth
 renders of single notes as log-mels, data/notes.py) and a folder of audio files (data/audio_folder.py); video:
-``moving-fmnist`` and ``moving-digits`` (data/moving.py).
+``moving-fmnist`` and ``moving-digits`` (data/moving.py) and a folder of video files (data/video_folder.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ def load_dataset(source: str, split: str = "train", data_dir: str | None = None,
         if image_size:
             raise UserError(f"--image-size is for images; give {source.split(':')[0]}:size=N for larger clips")
         return moving_dataset(source, split)
+    from .video_folder import is_video_folder, load_video_folder
+
+    if is_video_folder(source):
+        return load_video_folder(source, split, image_size)
     p = Path(source).expanduser()
     if image_size and not p.is_dir():
         return resize_dataset(load_dataset(source, split, data_dir), image_size)
@@ -61,6 +65,10 @@ def modality_name(source: str) -> str:
     from .moving import is_moving
 
     if is_moving(source):
+        return "video"
+    from .video_folder import is_video_folder
+
+    if is_video_folder(source):
         return "video"
     p = Path(source).expanduser()
     if p.is_dir():

@@ -110,8 +110,17 @@ def _video_judge(data: str, data_dir: str | None, log: Callable[[str], None]) ->
     return VideoJudge(data, data_dir, log)
 
 
+def has_judge(mod, data: str) -> bool:
+    """Whether runs of modality ``mod`` on ``data`` can be scored: video judges read moving objects (a class per
+    cropped frame, a direction per centroid track), so only the moving datasets have one."""
+    from ..data.moving import is_moving
+
+    return mod.name in JUDGES and (mod.name != "video" or is_moving(data))
+
+
 def judge_for(mod, data: str, data_dir: str | None, log: Callable[[str], None] = print, inception=None) -> Judge:
     """The judge of modality ``mod`` for dataset ``data`` (its domain classifier trained once and cached)."""
-    if mod.name not in JUDGES:
-        raise UserError(f"no evaluation is defined for {mod.name} runs")
+    if not has_judge(mod, data):
+        raise UserError(f"no evaluation is defined for {mod.name} runs of {data}"
+                        + (" (video runs are scored on moving-fmnist and moving-digits)" if mod.name == "video" else ""))
     return JUDGES[mod.name](mod, data, data_dir, log, inception)

@@ -20,7 +20,8 @@ from ..errors import UserError
 from ..pixels import to_model_space, to_uint8
 from .base import Meta, Modality, params_text, write_npz
 
-CLIP_SUFFIXES = (".gif", ".mp4", ".npz")
+FFMPEG_SUFFIXES = {".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v"}  # read through imageio-ffmpeg
+CLIP_SUFFIXES = (".gif", ".npz", *sorted(FFMPEG_SUFFIXES))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_FRAMES = 64
 
@@ -198,7 +199,8 @@ def _imageio():
 
 
 def read_clips(path: Path, channels: int, what: str) -> torch.Tensor:
-    """A GIF, an MP4 or an .npz (``videos`` uint8 [N, T, H, W, C]) as uint8 [N, C, T, H, W]; one line per bad file."""
+    """A GIF, an MP4 (or another file ffmpeg reads: FFMPEG_SUFFIXES) or an .npz (``videos`` uint8 [N, T, H, W, C]) as
+    uint8 [N, C, T, H, W]; one line per bad file."""
     import zipfile
 
     if not path.is_file():
@@ -221,7 +223,7 @@ def read_clips(path: Path, channels: int, what: str) -> torch.Tensor:
                 got = [(np.asarray(f.convert(mode)), f.info.get("duration") or 0) for f, _ in zip(ImageSequence.Iterator(im), range(MAX_FRAMES))]
             unit = min((d for _, d in got if d > 0), default=0)  # Pillow merges identical frames, summing their durations
             v = np.stack([a for a, d in got for _ in range(max(1, round(d / unit)) if unit else 1)][:MAX_FRAMES])[None]
-        elif suffix == ".mp4":
+        elif suffix in FFMPEG_SUFFIXES:
             iio = _imageio()
             reader = iio.get_reader(path, format="FFMPEG")
             try:
@@ -230,7 +232,7 @@ def read_clips(path: Path, channels: int, what: str) -> torch.Tensor:
                 reader.close()
             v = v.mean(-1, keepdims=True).round().astype(np.uint8) if channels == 1 else v[..., :3]
         else:
-            raise UserError(f"{what} must be a .gif, .mp4 or .npz clip, got {path}")
+            raise UserError(f"{what} must be a clip ({', '.join(CLIP_SUFFIXES)}), got {path}")
     except UserError:
         raise
     except (OSError, ValueError, KeyError, EOFError, RuntimeError, IndexError, zipfile.BadZipFile) as e:

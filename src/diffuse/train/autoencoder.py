@@ -309,7 +309,7 @@ def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out
     the modality's preview of originals above reconstructions, and its judge's accuracy and Frechet distance (for
     audio: what is heard, both sets through the vocoder)."""
     from ..metrics.fid import fid_from_features
-    from ..metrics.judge import judge_for
+    from ..metrics.judge import has_judge, judge_for
     from ..modalities import get_modality
 
     mod = get_modality(test.modality)
@@ -320,7 +320,7 @@ def _evaluate_items(ae: Autoencoder, cfg: AETrainConfig, test: ImageDataset, out
     report = {"psnr": float(p.mean()), "psnr_sem": float(p.std() / math.sqrt(len(p))), "n": len(test),
               "l1": float((rec - items).abs().mean())}
     save_grid(out / "reconstructions.png", mod.preview(torch.cat([items[:8], rec[:8]])), ncol=8)
-    if test.labels is not None and judge:
+    if test.labels is not None and judge and has_judge(mod, cfg.data):
         j = judge_for(mod, cfg.data, cfg.data_dir, log)
         f_real, p_real = j.score(items)
         f_rec, p_rec = j.score(rec)
