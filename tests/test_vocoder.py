@@ -160,3 +160,33 @@ def test_records_bind_to_their_run_and_unbind_for_another(tmp_path):
     (run / "config.json").write_text(json.dumps({"format": RUN_FORMAT, "model": {"modality": spec}}))
     assert read_run_config(run)["model"]["modality"]["vocoder"]["run_dir"] == str(run.resolve())
     assert json.loads((run / "config.json").read_text())["model"]["modality"] == spec  # the file is not rewritten
+
+
+def test_train_vocoder_caches_one_per_dataset_and_new_runs_take_it(tmp_path, monkeypatch):
+    """`train-vocoder` without --out keeps the vocoder in the user's cache, keyed by the data; a fresh audio run on
+    that data carries it (`--vocoder auto`, the default), one on other data does not, and `--vocoder none` keeps
+    Griffin-Lim. Before one is cached, the run says how to get one."""
+    from diffuse.data import notes
+    from diffuse.modalities.audio import DEFAULT_VOCODER, RUN_NEURAL_VOCODER, cached_vocoder_dir
+
+    if not notes.SOUNDFONTS or not __import__("pathlib").Path(notes.SOUNDFONTS[0]).is_file():
+        pytest.skip(f"no SoundFont: {notes.APT}")
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))  # this test's own cache: others never see its vocoder
+
+    def train(name, *flags, data="notes:110"):
+        r = diffuse("train", "--data", data, "--cond", "class", "--steps", "1", "--batch-size", "16", *flags, "--out", tmp_path / name)
+        return r.stderr, json.loads((tmp_path / name / "config.json").read_text())["model"]["modality"]["vocoder"]
+
+    err, spec = train("before")
+    assert spec == DEFAULT_VOCODER and "diffuse train-vocoder --data notes:110 --minutes 20" in err
+    r = diffuse("train-vocoder", "--data", "notes:110", "--steps", "2", "--batch-size", "4", "--width", "32", "--blocks", "2")
+    cached = cached_vocoder_dir("notes:110")
+    assert (cached / "vocoder.json").is_file() and f"saved in {cached}" in r.stdout and "New audio runs on notes:110" in r.stdout
+    err, spec = train("after")
+    assert spec == RUN_NEURAL_VOCODER and f"the neural vocoder cached for notes:110 ({cached})" in err
+    assert (tmp_path / "after" / "vocoder" / "vocoder.safetensors").read_bytes() == (cached / "vocoder.safetensors").read_bytes()
+    assert train("none", "--vocoder", "none")[1] == DEFAULT_VOCODER and not (tmp_path / "none" / "vocoder").exists()
+    assert train("other", data="notes:88")[1] == DEFAULT_VOCODER  # another dataset: another key
+    assert cached_vocoder_dir("notes:88") != cached and cached_vocoder_dir("notes") != cached
+    img = diffuse("train", "--data", "digits", "--steps", "1", "--preset", "tiny", "--out", tmp_path / "img")
+    assert "vocoder" not in img.stderr  # image data: nothing to say

@@ -39,7 +39,9 @@ def train(
                                                          "for image-to-video and continuation (default 0.25; 0 = off)"),
     preset: Optional[str] = typer.Option(None, help="size preset; U-Net: tiny | fmnist | small | base | large, DiT: tiny | fmnist | audio | video | S | B"),
     latent: Optional[str] = typer.Option(None, help="latent diffusion: an autoencoder directory from `diffuse train-autoencoder`, 'auto' (train and cache one first, 30% of --minutes) or 'none'"),
-    vocoder: Optional[str] = typer.Option(None, help="audio: a neural vocoder directory from `diffuse train-vocoder`; the run carries it (RUN/vocoder) and decodes with it"),
+    vocoder: str = typer.Option("auto", help="audio: DIR | auto | none. A neural vocoder directory from `diffuse train-vocoder` that the run "
+                                              "carries (RUN/vocoder) and decodes with; auto: the one train-vocoder cached for this data, "
+                                              "if any; none: Griffin-Lim + log-mel matching"),
     image_size: Optional[int] = typer.Option(None, help="resize the data to this size first (e.g. 64)"),
     param: str = typer.Option("edm", help="parameterization: edm | eps | v | x0"),
     weighting: Optional[str] = typer.Option(None, help="loss weighting: edm | eps | min_snr | v | x0 (default: natural for --param)"),

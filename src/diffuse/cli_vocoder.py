@@ -47,7 +47,8 @@ def notes_limit(data: str) -> int | None:
 @app.command("train-vocoder")
 def train_vocoder(
     data: str = typer.Option("notes", help="notes | notes:K (K clips of it) | a folder of audio files"),
-    out: Optional[str] = typer.Option(None, help="vocoder folder (default runs/vocoder-<data>)"),
+    out: Optional[str] = typer.Option(None, help="vocoder folder (default: the user's cache, where `diffuse train` on this data "
+                                              "finds it: later audio runs on it decode with it)"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes (default 10 when --steps is not given)"),
     steps: Optional[int] = typer.Option(None, help="training steps"),
     batch_size: int = typer.Option(16, help="clips per step"),
@@ -70,7 +71,9 @@ def train_vocoder(
     if minutes is None and steps is None:
         minutes = 10.0
     mel = MelConfig()
-    dest = Path(out or f"runs/vocoder-{Path(data).name.replace(':', '')}")
+    from .modalities.audio import cached_vocoder_dir
+
+    dest = Path(out) if out else cached_vocoder_dir(data)
     if dest.exists() and not dest.is_dir():
         raise UserError(f"--out {dest} is a file")
     waves = training_waves(data, mel)
@@ -88,4 +91,6 @@ def train_vocoder(
             rec["test_mel_l1"] = float(((front.mel(y) + mel.floor).log() - (front.mel(test) + mel.floor).log()).abs().mean())
     save_neural_vocoder(net, rec, dest)
     extra = f", test log-mel L1 {rec['test_mel_l1']:.3f}" if "test_mel_l1" in rec else ""
-    typer.echo(f"done: {rec['steps']} steps in {rec['seconds']:.0f} s{extra}. Use it: diffuse sample RUN --vocoder {dest}")
+    use = (f"New audio runs on {data} decode with it; an older run: diffuse sample RUN --vocoder {dest}" if not out else
+           f"Use it: diffuse train --data {data} ... --vocoder {dest}, or diffuse sample RUN --vocoder {dest}")
+    typer.echo(f"done: {rec['steps']} steps in {rec['seconds']:.0f} s{extra}; saved in {dest}. {use}")

@@ -26,6 +26,41 @@ DEFAULT_VOCODER = {"name": "griffinlim", "n_iter": 32, "inversion": "pinv", "ref
 RUN_NEURAL_VOCODER = {"name": "neural", "path": "vocoder", "refine": 100}
 
 
+def cached_vocoder_dir(data: str) -> Path:
+    """Where ``diffuse train-vocoder --data DATA`` (without --out) keeps its vocoder, and where a fresh audio run on
+    DATA looks for one (``diffuse train --vocoder auto``, the default): once per dataset, as the domain classifiers
+    and ``--latent auto``'s autoencoders are kept in the user's cache."""
+    import hashlib
+    import json
+    import re
+    from dataclasses import asdict
+
+    from ..cache import cache_dir
+
+    key = data if data == "notes" or data.startswith("notes:") else str(Path(data).expanduser().resolve())
+    digest = hashlib.sha256(json.dumps({"data": key, "mel": asdict(MelConfig())}, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "vocoders" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', Path(key).name)[:40]}-{digest}"
+
+
+def run_vocoder_dir(choice: str | None, data: str, spec: Any, log=print) -> Path | None:
+    """The neural vocoder a fresh run will carry: ``--vocoder DIR``; with ``auto`` (the default), the one cached for
+    this data where the data is audio and one was trained (said on ``log``; where none was, ``log`` says how to get
+    one); None for ``none`` (Griffin-Lim and log-mel matching, DEFAULT_VOCODER)."""
+    if choice in (None, "none"):
+        return None
+    if choice != "auto":
+        return Path(choice)
+    if not isinstance(spec, dict) or spec.get("name") != "audio":
+        return None
+    found = cached_vocoder_dir(data)
+    if (found / "vocoder.json").is_file():
+        log(f"vocoder: the neural vocoder cached for {data} ({found}); --vocoder none decodes with Griffin-Lim instead")
+        return found
+    log(f"vocoder: Griffin-Lim + {DEFAULT_VOCODER['refine']} log-mel matching steps. A neural vocoder sounds closer to "
+        f"the data: `diffuse train-vocoder --data {data} --minutes 20` trains one once, and later runs on {data} take it")
+    return None
+
+
 def with_run_vocoder(spec: Any, vocoder_dir: Path) -> dict[str, Any]:
     """The record of a run that will carry the neural vocoder of ``vocoder_dir`` in ``RUN/vocoder`` (the trainer
     copies it), checked first: an audio record, and a vocoder made for its mel front end."""

@@ -31,7 +31,8 @@ class TrainConfig:
     image_size: int | None = None  # resize the data to this size first (e.g. 64)
     latent: str | None = None  # an autoencoder directory (diffuse train-autoencoder): train on its latents; "auto":
     # train and cache one first (train/auto_latent.py); "none" (as None): on the data itself
-    vocoder: str | None = None  # audio: a neural vocoder directory (diffuse train-vocoder) the run carries and decodes with
+    vocoder: str | None = "auto"  # audio: a neural vocoder directory (diffuse train-vocoder) the run carries and decodes
+    # with; "auto": the one cached for the data, if any (modalities/audio.run_vocoder_dir); "none" / None: Griffin-Lim
     net_overrides: dict[str, Any] = field(default_factory=dict)
     # objective
     param: str = "edm"  # edm | eps | v | x0

@@ -29,7 +29,7 @@ from ..generate import SampleConfig, autocast, generate, use_bf16
 from ..images import save_grid
 from ..losses import denoising_loss
 from ..modalities import Modality, modality_of
-from ..modalities.audio import with_run_vocoder
+from ..modalities.audio import run_vocoder_dir, with_run_vocoder
 from ..model import RUN_FORMAT, ModelConfig, attach_codec, build_denoiser, read_run_config
 from ..nets import dit_preset, preset
 from ..nets.unet import PRESETS
@@ -205,8 +205,10 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     cfg, latent_dir = _latent_dir(cfg, mode, run, d)
     codec = _codec(cfg, ds, latent_dir, device)
     mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None, str(latent_dir) if latent_dir else None)
-    if cfg.vocoder is not None and mode == "fresh":  # checked before the run directory is written; a resumed run has its copy
-        mcfg.modality = with_run_vocoder(mcfg.modality, Path(cfg.vocoder))
+    say = (lambda m: print(m, file=sys.stderr)) if d.is_writer else (lambda m: None)
+    vocoder = run_vocoder_dir(cfg.vocoder, cfg.data, mcfg.modality, say) if mode == "fresh" else None  # a resumed run has its copy
+    if vocoder is not None:  # checked before the run directory is written
+        mcfg.modality = with_run_vocoder(mcfg.modality, vocoder)
     if codec is not None:
         mcfg.latent["fingerprint"] = codec.fingerprint
         if mode != "fresh" and (saved["model"].get("latent") or {}).get("fingerprint") != codec.fingerprint:
@@ -249,9 +251,9 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
             if codec is not None:  # the run directory carries its autoencoder, so it stays self-contained
                 for name in ("config.json", "model.safetensors"):
                     atomic_write_bytes(run / "autoencoder" / name, (latent_dir / name).read_bytes())
-            if cfg.vocoder is not None:  # and its neural vocoder (modalities/audio.py: RUN_NEURAL_VOCODER)
+            if vocoder is not None:  # and its neural vocoder (modalities/audio.py: RUN_NEURAL_VOCODER)
                 for name in ("vocoder.json", "vocoder.safetensors"):
-                    atomic_write_bytes(run / "vocoder" / name, (Path(cfg.vocoder) / name).read_bytes())
+                    atomic_write_bytes(run / "vocoder" / name, (vocoder / name).read_bytes())
             write_json(run / "config.json", {"format": RUN_FORMAT, "model": mcfg.to_dict(), "train": cfg.to_dict()})
         # the step-0 checkpoint: from here on a killed run resumes, and `sample` during training has weights to read
         _save(run, model, ema, opt, 0, 0, 0.0, mcfg, d)
