@@ -85,3 +85,24 @@ def test_bad_folder_options_are_one_line(tmp_path, capsys, source):
     root = _folder(tmp_path / "clips", n=4)
     one_line_error_in_process(capsys, "a folder of clips takes", "train", "--data", source.format(root=root), "--steps", "1",
                               "--out", tmp_path / "r")
+
+
+def test_a_flat_folder_trains_on_its_captions_file(tmp_path, capsys):
+    """A flat folder (no classes) with a captions file: every window of a file takes that file's captions."""
+    import json
+
+    ds = moving_dataset("moving-digits:limit=4", "train")
+    root = tmp_path / "flat"
+    root.mkdir()
+    rows = ["file,text"]
+    for i in range(4):
+        v = ds.images[i].permute(1, 2, 3, 0).numpy()
+        (root / f"c{i}.gif").write_bytes(gif_bytes(np.concatenate([v, v[::-1]]), 8))
+        rows.append(f"c{i}.gif,clip number {i} of a digit")
+    (root / "captions.csv").write_text("\n".join(rows) + "\n")
+    train = load_dataset(str(root), "train")
+    assert train.labels is None and len(train) == 7  # 8 windows, fewer than 10 files: every 10th window is test
+    run = tmp_path / "run"
+    assert in_process(capsys, "train", "--data", root, "--cond", "text", "--captions", root / "captions.csv", "--steps", "2",
+                      "--preset", "tiny", "--temporal-patch", "2", "--batch-size", "4", "--sample-every", "1000", "--out", run)[0] == 0
+    assert sorted(json.loads((run / "captions.json").read_text())["texts"]) == [f"clip number {i} of a digit" for i in range(4)]

@@ -188,5 +188,8 @@ def test_train_vocoder_caches_one_per_dataset_and_new_runs_take_it(tmp_path, mon
     assert train("none", "--vocoder", "none")[1] == DEFAULT_VOCODER and not (tmp_path / "none" / "vocoder").exists()
     assert train("other", data="notes:88")[1] == DEFAULT_VOCODER  # another dataset: another key
     assert cached_vocoder_dir("notes:88") != cached and cached_vocoder_dir("notes") != cached
+    (cached / "vocoder.safetensors").write_bytes(b"junk")  # a damaged cache entry: Griffin-Lim, said, and the run trains
+    err, spec = train("damaged")
+    assert spec == DEFAULT_VOCODER and "the cached one is unusable" in err and "corrupt" in err
     img = diffuse("train", "--data", "digits", "--steps", "1", "--preset", "tiny", "--out", tmp_path / "img")
     assert "vocoder" not in img.stderr  # image data: nothing to say

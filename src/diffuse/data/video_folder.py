@@ -82,7 +82,6 @@ def _square(v: torch.Tensor, size: int) -> torch.Tensor:
     v = v[..., (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
     if s == size:
         return v
-    c, t = v.shape[1:3]
     f = v[0].permute(1, 0, 2, 3).float()  # [T, C, s, s]
     f = F.interpolate(f, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return f.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3)[None]

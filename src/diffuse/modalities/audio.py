@@ -54,6 +54,13 @@ def run_vocoder_dir(choice: str | None, data: str, spec: Any, log=print) -> Path
         return None
     found = cached_vocoder_dir(data)
     if (found / "vocoder.json").is_file():
+        from ..audio.neural import load_neural_vocoder
+
+        try:
+            load_neural_vocoder(found, AudioModality.from_spec(spec).mel)
+        except UserError as e:  # a damaged cache entry costs the run its neural vocoder, not the run
+            log(f"vocoder: Griffin-Lim; the cached one is unusable ({e}); `diffuse train-vocoder --data {data}` replaces it")
+            return None
         log(f"vocoder: the neural vocoder cached for {data} ({found}); --vocoder none decodes with Griffin-Lim instead")
         return found
     log(f"vocoder: Griffin-Lim + {DEFAULT_VOCODER['refine']} log-mel matching steps. A neural vocoder sounds closer to "
