@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--resample", type=int, default=1, help="image-to-video: RePaint passes per step")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="only the raw held-out row (architecture sweeps)")
+    ap.add_argument("--snapped-only", action="store_true", help="only the snapped held-out row (the CLI's default)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling noise (0: the tables in the README)")
     args = ap.parse_args()
     model, mcfg = load_model(args.run)
     judge = VideoJudge(mcfg.data, mcfg.data_dir)
@@ -88,18 +90,20 @@ def main() -> None:
     names = [n.rsplit(" moving ", 1)[0] for n in objects]
     prompts = [heldout_prompt(names[c], DIRECTIONS[dd], int(i)) for i, c, dd in zip(k, want_c, want_d)]
     print("held-out prompts, e.g.:", "; ".join(prompts[:4]))
-    scfg = SampleConfig(steps=args.steps, guidance=args.guidance, guidance_interval=parse_interval(args.guidance_interval))
+    scfg = SampleConfig(steps=args.steps, guidance=args.guidance, guidance_interval=parse_interval(args.guidance_interval),
+                        seed=args.seed)
     tag = f"guidance {scfg.guidance_for(True, text=True):g}, {args.steps} steps"
+    tag += f", seed {args.seed}" if args.seed else ""
     if scfg.guidance_interval is not None:
         tag += f", interval {args.guidance_interval}"
-    for snap in (False,) if args.quick else (False, True):
+    for snap in (False,) if args.quick else (True,) if args.snapped_only else (False, True):
         texts, _ = snap_prompts(prompts, args.run, mcfg, snap)
         t0 = time.time()
         x = generate(model, n, scfg, text=per_sample_text(texts, mcfg.text_encoder))
         label = f"text, held-out phrasings{', snapped' if snap else ', raw'} ({tag})"
         rows.append(row(judge, label, to_uint8(x), want_c, want_d, ref))
         print(f"  {time.time() - t0:.0f} s to sample {n}", flush=True)
-    if args.quick:
+    if args.quick or args.snapped_only:
         return
     # image-to-video: the first frame of a real test clip of the wanted class and direction (so that the path asked
     # stays in the frame), the direction asked by a held-out phrasing
