@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from .dataset import ImageDataset
+from .dataset import ImageDataset, class_files
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 TEMPLATES = ["the sound of a {x}", "a {x}", "a recording of a {x}", "a short clip of a {x}", "{x}"]
@@ -21,11 +21,7 @@ MAX_FILES = 200_000
 
 def audio_files(root: Path) -> list[tuple[Path, int]]:
     """(file, class index or -1) of every audio file under ``root``, in a fixed order."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    groups = [(i, sorted(f for f in d.rglob("*") if f.suffix.lower() in AUDIO_EXTS)) for i, d in enumerate(subdirs)]
-    if not subdirs:
-        groups = [(-1, sorted(f for f in root.iterdir() if f.suffix.lower() in AUDIO_EXTS))]
-    return [(f, i) for i, fs in groups for f in fs]
+    return class_files(root, AUDIO_EXTS)
 
 
 def is_audio_folder(root: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -74,3 +75,13 @@ def holdout_split(ds: ImageDataset, split: str) -> ImageDataset:
     idx = torch.arange(len(ds))
     keep = idx % 10 == 0 if split == "test" else idx % 10 != 0
     return ds.subset(idx[keep])
+
+
+def class_files(root: Path, exts: set[str]) -> list[tuple[Path, int]]:
+    """(file, class index or -1) of every file with a suffix in ``exts`` under a dataset folder, in a fixed order:
+    sub-folders (sorted by name, hidden ones skipped) are classes; a folder without any is one unlabelled set."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    groups = [(i, sorted(f for f in d.rglob("*") if f.suffix.lower() in exts)) for i, d in enumerate(subdirs)]
+    if not subdirs:
+        groups = [(-1, sorted(f for f in root.iterdir() if f.suffix.lower() in exts))]
+    return [(f, i) for i, fs in groups for f in fs]

@@ -99,11 +99,10 @@ def load_image_folder(root: Path, image_size: int | None = None) -> ImageDataset
 
     from ..images import read_image
 
+    from .dataset import class_files
+
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    groups = [(i, sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_EXTS)) for i, d in enumerate(subdirs)]
-    if not subdirs:
-        groups = [(-1, sorted(f for f in root.iterdir() if f.suffix.lower() in IMAGE_EXTS))]
-    files = [(f, i) for i, fs in groups for f in fs]
+    files = class_files(root, IMAGE_EXTS)
     if not files:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {root}")
     arrays = [read_image(f, None, "image") for f, _ in files]  # uint8 [H, W] (grayscale) or [H, W, 3]

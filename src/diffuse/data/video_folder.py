@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..modalities.video import FFMPEG_SUFFIXES as FFMPEG_EXTS
-from .dataset import ImageDataset
+from .dataset import ImageDataset, class_files
 
 VIDEO_EXTS = FFMPEG_EXTS | {".gif"}
 TEMPLATES = ["a video of a {x}", "a clip of a {x}", "footage of a {x}", "a {x}", "{x}"]
@@ -43,11 +43,7 @@ def split_source(source: str) -> tuple[Path, dict[str, int]]:
 
 def clip_files(root: Path) -> list[tuple[Path, int]]:
     """(file, class index or -1) of every video file under ``root``, in a fixed order."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    groups = [(i, sorted(f for f in d.rglob("*") if f.suffix.lower() in VIDEO_EXTS)) for i, d in enumerate(subdirs)]
-    if not subdirs:
-        groups = [(-1, sorted(f for f in root.iterdir() if f.suffix.lower() in VIDEO_EXTS))]
-    return [(f, i) for i, fs in groups for f in fs]
+    return class_files(root, VIDEO_EXTS)
 
 
 def is_video_folder(source: str) -> bool:
