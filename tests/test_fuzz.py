@@ -159,7 +159,8 @@ AE = {"--steps": flag(st.integers(1, 2)), "--batch-size": flag(st.sampled_from([
       "--kl-weight": flag(st.just(1e-6), BAD_FLOAT), "--adv-weight": flag(st.sampled_from([0, 0.5]), BAD_FLOAT),
       "--adv-start": flag(st.sampled_from([0, 1]), st.just("-1")), "--preset": choice(["f2"]),
       "--latent-channels": flag(st.sampled_from([2, 4]), BAD_INT), "--checkpoint-minutes": flag(st.just(1.0), BAD_FLOAT),
-      "--image-size": flag(st.just(8), st.sampled_from(["2", "-8", "100000"]))}
+      "--image-size": flag(st.just(8), st.sampled_from(["2", "-8", "100000"])),
+      "--lr-decay": flag(st.sampled_from([0, 0.3]), st.sampled_from(["1", "-0.1", "nan", "x"]))}
 
 
 test_fuzz_autoencoder_flags = target("autoencoder-flags", 40, command("train-autoencoder", ["--steps", "1", "--out", "{box}/ae"], AE, ["ae"]))

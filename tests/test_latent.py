@@ -118,6 +118,31 @@ def test_autoencoder_resume_is_exact(tmp_path):
     one_line_error(r, "already holds")
 
 
+def test_autoencoder_lr_decay_is_the_diffusion_schedule(tmp_path):
+    """--lr-decay F: the autoencoder's rate holds, then falls linearly to 0 over the last F of the budget, as `diffuse
+    train`'s does (the same `lr_at`); the steps take it (the metrics log records it, and the weights differ from a
+    constant rate's); the config keeps it; 0, constant, by default; out of [0, 1) is one error line."""
+    from diffuse.train.autoencoder import AETrainConfig, train_autoencoder
+    from diffuse.train.config import lr_at
+
+    c = AETrainConfig(lr=1e-3, warmup_steps=10, lr_decay=0.25, minutes=10)
+    assert lr_at(c, 4, 1.0) == pytest.approx(5e-4)
+    assert lr_at(c, 100, 0.75 * 600) == pytest.approx(1e-3)
+    assert lr_at(c, 100, 0.875 * 600) == pytest.approx(5e-4) and lr_at(c, 100, 600.0) == 0.0
+    assert lr_at(AETrainConfig(lr=1e-3, warmup_steps=10, minutes=10), 100, 600.0) == pytest.approx(1e-3)
+    runs = {}
+    for name, decay in (("d", 0.5), ("c", 0.0)):
+        cfg = AETrainConfig(data="digits", out=str(tmp_path / name), steps=8, warmup_steps=0, lr_decay=decay, log_every=1,
+                            checkpoint_minutes=None)
+        train_autoencoder(cfg, log=lambda m: None, report=False)
+        runs[name] = load_codec(tmp_path / name).ae.state_dict()
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4])  # step k (0-based): min(1, (1 - k/8) / 0.5)
+    assert not all(torch.equal(runs["d"][k], runs["c"][k]) for k in runs["d"])
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["train"]["lr_decay"] == 0.5
+    one_line_error(diffuse("train-autoencoder", "--lr-decay", "1", "--out", tmp_path / "r", check=False), "--lr-decay is a share")
+
+
 @pytest.fixture(scope="module")
 def latent_run(ae_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("ldm") / "run"

@@ -24,6 +24,7 @@ def train_autoencoder(
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget in minutes"),
     batch_size: int = typer.Option(64, help="batch size"),
     lr: float = typer.Option(1e-3, help="AdamW learning rate"),
+    lr_decay: float = typer.Option(0.0, help="share of the budget, at its end, over which the learning rate falls linearly to 0 (0: constant)"),
     seed: int = typer.Option(0),
     checkpoint_every: int = typer.Option(1000, help="checkpoint every N steps"),
     checkpoint_minutes: float = _CHECKPOINT_MINUTES,
@@ -36,7 +37,7 @@ def train_autoencoder(
     overrides = {} if latent_channels is None else {"latent_channels": latent_channels}
     cfg = AETrainConfig(data=data, data_dir=data_dir, image_size=image_size, out=out or f"runs/ae-{data}", preset=preset,
                         overrides=overrides, kl_weight=kl_weight, adv_weight=adv_weight, adv_start=adv_start, batch_size=batch_size,
-                        lr=lr, steps=steps, minutes=minutes, seed=seed, checkpoint_every=checkpoint_every,
+                        lr=lr, lr_decay=lr_decay, steps=steps, minutes=minutes, seed=seed, checkpoint_every=checkpoint_every,
                         checkpoint_minutes=checkpoint_minutes)
     with _train_bar("autoencoder", {"l1": ("l1", ".4f"), "step": ("step", "")}) as progress:
         res = run(cfg, resume=resume, progress=progress, log=lambda m: typer.echo(m, err=True))

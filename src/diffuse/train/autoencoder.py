@@ -33,7 +33,7 @@ from ..data import ImageDataset, batch_index, load_dataset, resize_dataset, resi
 from ..errors import UserError
 from ..images import save_grid
 from ..typed import from_json
-from .config import check_finite
+from .config import check_finite, lr_at
 from .rundir import CheckpointClock, RunLock, check_checkpoint_minutes, resume_overrides, start_mode
 from .stop import StopOnSignal
 
@@ -52,6 +52,7 @@ class AETrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
+    lr_decay: float = 0.0  # the share of the budget, at its end, over which the learning rate falls linearly to 0
     steps: int | None = None
     minutes: float | None = None
     seed: int = 0
@@ -67,6 +68,7 @@ class AETrainConfig:
             (self.adv_weight >= 0, f"--adv-weight must be >= 0, got {self.adv_weight}"),
             (self.batch_size > 0, f"--batch-size must be a positive integer, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 <= self.lr_decay < 1, f"--lr-decay is a share of the budget in [0, 1), got {self.lr_decay}"),
             (self.steps is None or self.steps > 0, f"--steps must be a positive integer, got {self.steps}"),
             (self.minutes is None or self.minutes > 0, f"--minutes must be positive, got {self.minutes}"),
             (self.image_size is None or self.image_size >= 4, f"--image-size must be >= 4, got {self.image_size}"),
@@ -163,8 +165,9 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
                     t = torch.randint(x.shape[2], (len(x),), generator=step_generator(cfg.seed, step, stream=6))
                     x = x[torch.arange(len(x)), :, t][:, :, None]  # [B, C, 1, H, W]
                 g = step_generator(cfg.seed, step, stream=5)
+                lr = lr_at(cfg, step, time.monotonic() - t0)  # warm-up, then constant or a linear fall to 0
                 for group in (*opt.param_groups, *opt_d.param_groups):
-                    group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+                    group["lr"] = lr
                 x_hat, kl = ae(x, g)
                 rec = (x - x_hat).abs().mean()
                 loss = rec + cfg.kl_weight * kl.mean() / pixels
@@ -196,7 +199,8 @@ def _train_autoencoder(cfg: AETrainConfig, resume: bool, progress: Callable[[dic
                 step += 1
                 acc.append(float(rec.detach()))
                 if step % cfg.log_every == 0:
-                    rec_ = {"step": step, "l1": sum(acc) / len(acc), "kl": float(kl.detach().mean()), "seconds": time.monotonic() - t0}
+                    rec_ = {"step": step, "l1": sum(acc) / len(acc), "kl": float(kl.detach().mean()), "lr": lr,
+                            "seconds": time.monotonic() - t0}
                     metrics.write(json.dumps(rec_) + "\n")
                     metrics.flush()
                     acc = []

@@ -152,10 +152,11 @@ class TrainConfig:
         check_finite(self)
 
 
-def lr_at(cfg: TrainConfig, step: int, seconds: float) -> float:
+def lr_at(cfg: Any, step: int, seconds: float) -> float:
     """The learning rate of ``step``, ``seconds`` into the run: a linear warm-up over ``warmup_steps``, then constant,
     then (with ``lr_decay`` > 0) a linear fall to 0 over the last ``lr_decay`` of the budget, in time for --minutes and
-    in steps for --steps (whichever is further along when both are set)."""
+    in steps for --steps (whichever is further along when both are set). ``cfg`` is a diffusion or autoencoder
+    training config (both have lr, warmup_steps, lr_decay, minutes and steps)."""
     lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps or 0, 1))
     if not cfg.lr_decay:
         return lr
