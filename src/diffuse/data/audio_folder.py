@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from .dataset import ImageDataset, class_files
+from .dataset import ImageDataset, class_files, class_names, folder_captions
 
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 TEMPLATES = ["the sound of a {x}", "a {x}", "a recording of a {x}", "a short clip of a {x}", "{x}"]
@@ -37,7 +37,6 @@ def load_audio_folder(root: Path) -> ImageDataset:
     from ..audio.mel import MelConfig
     from ..audio.wav import read_wav
     from ..modalities.audio import AudioModality
-    from ..text.captions import _article
 
     mod = AudioModality(MelConfig())
     files = audio_files(root)
@@ -54,12 +53,9 @@ def load_audio_folder(root: Path) -> ImageDataset:
         y = read_wav(f, mod.mel.sample_rate, "audio file")[:n]  # cut, or padded with silence below
         waves[k, : len(y)] = y
     x = mod.encode(waves)
-    subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     labelled = files[0][1] >= 0
     labels = torch.tensor([i for _, i in files]) if labelled else None
-    caps = None
-    if labelled:
-        words = [s.replace("_", " ").replace("-", " ").lower() for s in subdirs]
-        caps = ([[_article(t.format(x=w)) for t in TEMPLATES] for w in words], labels)
-    return ImageDataset(x, labels, subdirs if labelled else [], root.name, [f.relative_to(root).as_posix() for f, _ in files],
+    classes = class_names(root) if labelled else []
+    caps = folder_captions(classes, TEMPLATES, labels) if labelled else None
+    return ImageDataset(x, labels, classes, root.name, [f.relative_to(root).as_posix() for f, _ in files],
                         mod.spec(), caps)

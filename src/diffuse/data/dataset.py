@@ -77,11 +77,25 @@ def holdout_split(ds: ImageDataset, split: str) -> ImageDataset:
     return ds.subset(idx[keep])
 
 
+def class_names(root: Path) -> list[str]:
+    """The classes of a dataset folder: its sub-folders' names, sorted, hidden ones skipped (none: unlabelled)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def class_files(root: Path, exts: set[str]) -> list[tuple[Path, int]]:
     """(file, class index or -1) of every file with a suffix in ``exts`` under a dataset folder, in a fixed order:
-    sub-folders (sorted by name, hidden ones skipped) are classes; a folder without any is one unlabelled set."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    groups = [(i, sorted(f for f in d.rglob("*") if f.suffix.lower() in exts)) for i, d in enumerate(subdirs)]
-    if not subdirs:
+    sub-folders (``class_names``) are classes; a folder without any is one unlabelled set."""
+    names = class_names(root)
+    groups = [(i, sorted(f for f in (root / d).rglob("*") if f.suffix.lower() in exts)) for i, d in enumerate(names)]
+    if not names:
         groups = [(-1, sorted(f for f in root.iterdir() if f.suffix.lower() in exts))]
     return [(f, i) for i, fs in groups for f in fs]
+
+
+def folder_captions(names: list[str], templates: list[str], labels: torch.Tensor) -> tuple[list[list[str]], torch.Tensor]:
+    """Captions of a labelled folder's classes, from the folder names ("ankle_boot" -> "an ankle boot", ...) put into
+    ``templates``; the (captions per class, labels) pair an ImageDataset holds."""
+    from ..text.captions import _article
+
+    words = [s.replace("_", " ").replace("-", " ").lower() for s in names]
+    return [[_article(t.format(x=w)) for t in templates] for w in words], labels

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .dataset import ImageDataset, holdout_split
+from .dataset import ImageDataset, class_files, class_names, holdout_split
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_FILES = {
@@ -99,9 +99,7 @@ def load_image_folder(root: Path, image_size: int | None = None) -> ImageDataset
 
     from ..images import read_image
 
-    from .dataset import class_files
-
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = class_names(root)
     files = class_files(root, IMAGE_EXTS)
     if not files:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {root}")
@@ -120,8 +118,8 @@ def load_image_folder(root: Path, image_size: int | None = None) -> ImageDataset
     arr = np.stack([fit(a) for a in arrays])
     t = torch.from_numpy(arr)
     t = t[:, None] if gray else t.permute(0, 3, 1, 2)
-    has_labels = bool(subdirs)
-    return ImageDataset(t.contiguous(), torch.tensor(labels) if has_labels else None, [d.name for d in subdirs] if has_labels else [], root.name,
+    has_labels = bool(names)
+    return ImageDataset(t.contiguous(), torch.tensor(labels) if has_labels else None, names, root.name,
                         [f.relative_to(root).as_posix() for f, _ in files])
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..modalities.video import FFMPEG_SUFFIXES as FFMPEG_EXTS
-from .dataset import ImageDataset, class_files
+from .dataset import ImageDataset, class_files, class_names, folder_captions
 
 VIDEO_EXTS = FFMPEG_EXTS | {".gif"}
 TEMPLATES = ["a video of a {x}", "a clip of a {x}", "footage of a {x}", "a {x}", "{x}"]
@@ -88,7 +88,6 @@ def load_video_folder(source: str, split: str, image_size: int | None = None, lo
     from ..memory import check_fits
     from ..modalities.video import read_clips
     from .moving import FPS
-    from ..text.captions import _article
 
     root, opts = split_source(source)
     frames, size = opts.get("frames", DEFAULT_FRAMES), opts.get("size", image_size)
@@ -120,15 +119,12 @@ def load_video_folder(source: str, split: str, image_size: int | None = None, lo
     by_file = len(files) >= 10
     test = (own % 10 == 0) if by_file else (torch.arange(len(x)) % 10 == 0)
     keep = test if split == "test" else ~test
-    subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     labelled = files[0][1] >= 0
     labels = torch.tensor([files[k][1] for k in owner]) if labelled else None
-    caps = None
-    if labelled:
-        words = [s.replace("_", " ").replace("-", " ").lower() for s in subdirs]
-        caps = ([[_article(t.format(x=w)) for t in TEMPLATES] for w in words], labels)
+    classes = class_names(root) if labelled else []
+    caps = folder_captions(classes, TEMPLATES, labels) if labelled else None
     names = [files[k][0].relative_to(root).as_posix() for k in owner]
-    ds = ImageDataset(x, labels, subdirs if labelled else [], f"{root.name}-{frames}x{size}", names,
+    ds = ImageDataset(x, labels, classes, f"{root.name}-{frames}x{size}", names,
                       {"name": "video", "fps": FPS}, caps)
     idx = keep.nonzero()[:, 0]
     if not len(idx):
