@@ -33,6 +33,8 @@ def main() -> None:
     for name, clips in (("real test clips", real), ("autoencoder reconstructions", rec)):
         s = judge.clip_scores(clips)
         print(f"{name:30s} class {float((s['class'] == cls).float().mean()):6.1%}  consistency {float(s['consistency'].mean()):6.1%}")
+        print("  per class: " + ", ".join(f"{judge.object_names[k]} {float((s['class'][cls == k] == k).float().mean()):.0%}"
+                                          for k in range(judge.num_classes)))
 
 
 if __name__ == "__main__":

@@ -137,6 +137,8 @@ TRAIN = {
     "--task": choice(["generate", "superres"]), "--superres-factor": flag(st.just(2), st.sampled_from(["0", "1", "-2"])),
     "--label-dropout": flag(st.sampled_from([0, 0.5]), st.sampled_from(["1.0", "-0.1", "nan"])),
     "--ema-kimg": flag(st.sampled_from([0, 1.0]), BAD_FLOAT), "--text-noise": flag(st.just(0.3), BAD_FLOAT),
+    "--ema-rampup": flag(st.sampled_from([0.05, 1.0]), st.sampled_from(["0", "-0.1", "1.5", "nan", "x"])),
+    "--frame-noise": flag(st.just(0.0), st.sampled_from(["0.5", "1", "-0.1", "nan", "x"])),  # 0.5: the data are images
     "--warmup-steps": flag(st.sampled_from([0, 5]), st.sampled_from(["-1", "x"])),
     "--checkpoint-minutes": flag(st.sampled_from([0.001, 5]), BAD_FLOAT), "--checkpoint-every": flag(st.sampled_from([1, 7])),
     "--sample-every": flag(st.just(1000)), "--log-every": flag(st.sampled_from([1, 50])),

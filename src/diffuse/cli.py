@@ -37,6 +37,8 @@ def train(
     temporal_patch: Optional[int] = typer.Option(None, help="video DiT: frames per tubelet (default from the preset)"),
     frame_mask: Optional[float] = typer.Option(None, help="video: share of clips trained with their first 1..T/2 frames given, "
                                                          "for image-to-video and continuation (default 0.25; 0 = off)"),
+    frame_noise: float = typer.Option(0.0, help="video: share of the noise's variance that every frame shares (PYoCo's "
+                                                "mixed prior; sampling and editing follow the run's); 0 = white noise"),
     preset: Optional[str] = typer.Option(None, help="size preset; U-Net: tiny | fmnist | small | base | large, DiT: tiny | fmnist | audio | video | S | B"),
     latent: Optional[str] = typer.Option(None, help="latent diffusion: an autoencoder directory from `diffuse train-autoencoder`, 'auto' (train and cache one first, 30% of --minutes) or 'none'"),
     vocoder: str = typer.Option("auto", help="audio: DIR | auto | none. A neural vocoder directory from `diffuse train-vocoder` that the run "
@@ -55,6 +57,8 @@ def train(
     warmup_steps: Optional[int] = typer.Option(None, help="linear learning-rate warm-up steps (default from the recipe: 200; 50 for audio)"),
     lr_decay: Optional[float] = typer.Option(None, help="share of the budget, at its end, over which the learning rate falls linearly to 0 (0: constant; default from the recipe: 0.3 for audio, else 0)"),
     ema_kimg: Optional[float] = typer.Option(None, help="EMA half-life in thousands of images"),
+    ema_rampup: float = typer.Option(0.05, help="the EMA half-life is at most this share of the images seen so far "
+                                                "(EDM's ramp-up; in short runs it, not --ema-kimg, sets the half-life)"),
     label_dropout: float = typer.Option(0.1, help="probability of the null label or caption (classifier-free guidance)"),
     dropout: Optional[float] = typer.Option(None, help="network dropout (default from the preset)"),
     flip: bool = typer.Option(False, help="random horizontal flips"),
@@ -80,7 +84,7 @@ def train(
     cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, vocoder=vocoder, image_size=image_size, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, p_mean=p_mean, p_std=p_std, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
-                      warmup_steps=warmup_steps, lr_decay=lr_decay, ema_halflife_kimg=ema_kimg, flip=flip, frame_mask=frame_mask, steps=steps, minutes=minutes,
+                      warmup_steps=warmup_steps, lr_decay=lr_decay, ema_halflife_kimg=ema_kimg, ema_rampup_ratio=ema_rampup, flip=flip, frame_mask=frame_mask, frame_noise=frame_noise, steps=steps, minutes=minutes,
                       seed=seed, precision=precision, log_every=log_every, sample_every=sample_every,
                       checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
     from .train import dist

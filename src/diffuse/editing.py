@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from .errors import UserError
 from .cond import Cond
 from .precond import Denoiser
+from .samplers import fresh_noise
 
 
 def low_pass(x: torch.Tensor, f: int) -> torch.Tensor:
@@ -122,7 +123,7 @@ class Edit:
                 x_next = sampler(known, x, pair, cond=cond, generator=generator, **extra)
                 if r + 1 < self.resample and float(pair[1]) > 0:  # diffuse back up to sigma_i and redo the step
                     up = math.sqrt(float(pair[0]) ** 2 - float(pair[1]) ** 2)
-                    x = x_next + up * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                    x = x_next + up * fresh_noise(x, generator, extra.get("noise_sampler"))
                 else:
                     break
             x = x_next

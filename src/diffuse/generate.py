@@ -16,6 +16,7 @@ from .data import to_uint8
 from .errors import UserError
 from .guidance import cfg as cfg_wrap
 from .guidance import class_null
+from .noise import color, sampler_noise
 from .precond import Precond
 from .samplers import get_sampler
 
@@ -280,6 +281,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         raise UserError("a negative prompt needs a text model")
     gw = cfg.guidance_for(True, text=text is not None) if (text is not None or num_classes) else 1.0
     sampler = get_sampler(cfg.sampler)
+    share = getattr(getattr(model, "cfg", None), "frame_noise", 0.0)  # the noise the model was trained on: white (0) or shared across frames
     bf16 = use_bf16(cfg.precision, device)
     guided = (text is not None or bool(num_classes)) and cfg.guidance_for(True, text=text is not None) not in (0.0, 1.0)
     def cond_of(rows: slice) -> Cond:
@@ -298,7 +300,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)
         first = offset + start
-        z = initial_noise(cfg.seed, first, b, shape).to(device)  # [b, *shape]
+        z = color(initial_noise(cfg.seed, first, b, shape), share).to(device)  # [b, *shape]: the run's noise (noise.py)
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + first)
         rows = slice(start, start + b)
         cond = cond_of(rows)
@@ -309,6 +311,8 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         denoiser = cfg_wrap(model, gw, null, cfg.guidance_interval) if gw != 1.0 or negative is not None else model
         with autocast(device, bf16):
             extra = {"s_churn": cfg.churn} if cfg.churn > 0 else {}
+            if share:
+                extra["noise_sampler"] = sampler_noise(share, gen)
             if on_step is not None:
                 extra["callback"] = step
             if edit is None:

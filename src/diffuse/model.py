@@ -24,6 +24,7 @@ from .precond import Precond, PrecondConfig
 RUN_FORMAT = "diffuse-run/1"
 # Network fields added after runs were already saved: left out of the fingerprint at their default value, so
 # those runs still load (their fingerprint did not include them).
+_LATER_PRECOND_FIELDS = {"frame_noise": 0.0}
 _LATER_NET_FIELDS = {"unet": {"text_dim": 0, "lowres_factor": 0, "image_width": 0}, "dit": {"image_width": 0, "frames": 0, "temporal_patch": 1, "attention": "joint", "known_frames": False}}
 
 
@@ -93,7 +94,8 @@ class ModelConfig:
         """A short hash of the architecture, stored in weight files to catch a checkpoint from another model."""
         later = _LATER_NET_FIELDS.get(self.arch, {})
         net = {k: v for k, v in asdict(self.net).items() if not (k in later and v == later[k])}
-        arch = {"arch": self.arch, "net": net, "precond": asdict(self.precond)}
+        pre = {k: v for k, v in asdict(self.precond).items() if not (k in _LATER_PRECOND_FIELDS and v == _LATER_PRECOND_FIELDS[k])}
+        arch = {"arch": self.arch, "net": net, "precond": pre}
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -33,6 +33,8 @@ class PrecondConfig:
     noise_input: ``log_sigma`` feeds c_noise = ln(sigma)/4 (EDM); ``vp_t`` feeds the continuous DDPM
       timestep index t in [0, T) of the VP schedule below (exact integers on the training grid).
     beta_schedule / T / zero_terminal_snr: the VP schedule, used by ``vp_t`` and by DDPM-style training.
+    frame_noise: clips only: the share of the noise's variance that every frame shares (noise.py, PYoCo's mixed prior);
+      0 is white noise. Training, sampling and editing all draw their noise from it.
     """
 
     param: Parameterization = "edm"
@@ -43,8 +45,12 @@ class PrecondConfig:
     zero_terminal_snr: bool = False
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    frame_noise: float = 0.0
 
     def __post_init__(self) -> None:
+        from .noise import check_share
+
+        check_share(self.frame_noise)
         if self.param not in PARAMETERIZATIONS:
             raise ValueError(f"unknown parameterization {self.param!r}; choose one of {', '.join(PARAMETERIZATIONS)}")
         if self.noise_input not in ("log_sigma", "vp_t"):

@@ -121,6 +121,8 @@ def bits_per_dim(model: Precond, test: ImageDataset, n: int = 100, vlb_steps: in
     (class models) or its class prompt (text models, ``prompts``)."""
     from ..likelihood import ode_bpd, vlb_bpd, vp_abar_for
 
+    if model.cfg.frame_noise:
+        raise UserError("bits/dim assume white noise; this run shares its noise across frames (--frame-noise)")
     n = min(n, len(test))
     device = next(model.parameters()).device
     abar = vp_abar_for(model)

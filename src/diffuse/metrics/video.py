@@ -119,7 +119,8 @@ class VideoJudge(Judge):
         self.obj = opt["size"] // 2
         base = "fashion-mnist" if name == "moving-fmnist" else "digits"
         objects = [resize_dataset(load_dataset(base, s, data_dir), self.obj) for s in ("train", "test")]
-        self.num_classes = len(objects[0].class_names)
+        self.object_names = objects[0].class_names  # the object classes (labels are class * 8 + direction)
+        self.num_classes = len(self.object_names)
         self.frame_clf, frame_acc = get_classifier(*objects, log)
         key = f"{self.train.name}-{dataset_hash(self.train)}-v{CLIPNET_VERSION}"
         path = cache_dir() / "classifiers" / f"clipnet-{key}.safetensors"

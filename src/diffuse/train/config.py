@@ -53,9 +53,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_halflife_kimg: float | None = None
-    ema_rampup_ratio: float = 0.05
+    ema_rampup_ratio: float = 0.05  # the half-life is at most this share of the images seen so far (EDM's ramp-up)
     flip: bool = False
     frame_mask: float | None = None  # video: share of clips trained with their first 1..T/2 frames given (image-to-video)
+    frame_noise: float = 0.0  # video: the share of the noise's variance that every frame shares (noise.py; 0: white)
     # budget and bookkeeping
     steps: int | None = None
     minutes: float | None = None
@@ -137,11 +138,13 @@ class TrainConfig:
             (self.p_mean is None or -10 <= self.p_mean <= 10, f"--p-mean must be in [-10, 10] (ln sigma), got {self.p_mean}"),
             (self.p_std is None or 0 < self.p_std <= 5, f"--p-std must be positive and at most 5, got {self.p_std}"),
             (self.frame_mask is None or 0 <= self.frame_mask < 1, f"--frame-mask must be in [0, 1), got {self.frame_mask}"),
+            (0 <= self.frame_noise < 1, f"--frame-noise is a share of the noise's variance in [0, 1), got {self.frame_noise}"),
             (self.text_noise >= 0, f"--text-noise must be >= 0, got {self.text_noise}"),
             (self.warmup_steps is not None and self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
             (0 <= self.lr_decay < 1, f"--lr-decay is a share of the budget in [0, 1), got {self.lr_decay}"),
             (self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
             (self.ema_halflife_kimg is not None and self.ema_halflife_kimg >= 0, f"--ema-kimg must be >= 0, got {self.ema_halflife_kimg}"),
+            (0 < self.ema_rampup_ratio <= 1, f"--ema-rampup is a share of the images seen, in (0, 1], got {self.ema_rampup_ratio}"),
             (min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "--log-every, --sample-every and --checkpoint-every must be positive"),
             (self.precision in ("auto", "bf16", "fp32"), f"--precision must be auto, bf16 or fp32, got {self.precision!r}"),
         ]

@@ -39,6 +39,7 @@ from ..generate import DEFAULT_GUIDANCE, DEFAULT_TEXT_GUIDANCE, autocast, use_bf
 from ..guidance import cfg as cfg_wrap
 from ..guidance import class_null
 from ..model import RUN_FORMAT, ModelConfig, build_denoiser, load_model, read_run_config, run_codec
+from ..noise import color
 from ..precond import Precond
 from .batches import Batches
 from .config import TrainConfig
@@ -240,7 +241,7 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
             x0, labels = batches.data(step)
             g = step_generator(cfg.seed, step, stream=5)
             i = torch.multinomial(probs, b, replacement=True, generator=g)  # [B]
-            noise = torch.randn(x0.shape, generator=g).to(device).contiguous(memory_format=layout)
+            noise = color(torch.randn(x0.shape, generator=g), mcfg.precond.frame_noise).to(device).contiguous(memory_format=layout)
             x0 = x0.to(device).contiguous(memory_format=layout)
             cond = batches.cond(step, x0, labels, g, slice(0, b), 0.0, 0.0).to(device)
             with autocast(device, bf16):

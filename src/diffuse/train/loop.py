@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..generate import SampleConfig, autocast, generate, use_bf16
 from ..images import save_grid
 from ..losses import denoising_loss
+from ..noise import color
 from ..modalities import Modality, modality_of
 from ..modalities.audio import run_vocoder_dir, with_run_vocoder
 from ..model import RUN_FORMAT, ModelConfig, attach_codec, build_denoiser, read_run_config
@@ -86,8 +87,8 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
                             "without --flip (it would reverse the motion the labels name)")
         extra["frames"] = net_frames[0]
         extra["known_frames"] = bool(cfg.frame_mask)
-    elif cfg.frame_mask:
-        raise UserError("--frame-mask is for video data")
+    elif cfg.frame_mask or cfg.frame_noise:
+        raise UserError(f"--frame-mask and --frame-noise are for video data; {ds.name} holds {'images' if ds.modality is None else ds.modality['name']}")
     elif {"attention", "temporal_patch"} & set(cfg.net_overrides):
         raise UserError(f"--attention and --temporal-patch are for video data; {ds.name} holds {'images' if ds.modality is None else ds.modality['name']}")
     extra.update(image_size=size, in_channels=net_c, out_channels=net_c, **cfg.net_overrides)
@@ -104,7 +105,8 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
     except (TypeError, ValueError) as e:
         raise UserError(f"bad --model {cfg.arch} settings: {e}") from None
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
-                        beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr)  # type: ignore[arg-type]
+                        beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr,  # type: ignore[arg-type]
+                        frame_noise=cfg.frame_noise)
     latent = {"fingerprint": None, "image_shape": [c, *frames, h, w], "source": latent_source or cfg.latent} if latent_shape else None
     prompts = [caps[int(g)][0] for caps, g in [(ds.captions[0], ds.captions[1][(ds.labels == k).nonzero()[0, 0]])
                                                  for k in range(ds.num_classes)]] if cfg.cond == "text" and ds.captions else []
@@ -273,7 +275,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
             x0, labels = batches.data(step)  # the global batch; this rank uses [lo:hi]
             g = step_generator(cfg.seed, step, stream=3)
             sigma = _sample_sigma(cfg, abar, b, g)[lo:hi].to(device)  # [B/world]
-            noise = torch.randn(x0.shape, generator=g)[lo:hi].to(device)
+            noise = color(torch.randn(x0.shape, generator=g), mcfg.precond.frame_noise)[lo:hi].to(device)  # noise.py
             cond = batches.cond(step, x0, labels, g, slice(lo, hi), cfg.label_dropout, cfg.text_noise).to(device)
             x0 = x0[lo:hi].to(device).contiguous(memory_format=layout)  # [B/world, C, H, W] (or [B/world, C, T, H, W])
             if cfg.lr_decay > 0 and d.enabled:  # a time-keyed decay: every rank takes the same clock reading
