@@ -6,11 +6,13 @@ direction asked by a held-out phrasing.
 
     diffuse train --data moving-fmnist --cond text --model dit --minutes 20 --out runs/video
     python benchmarks/video_recipe.py runs/video [--n 240] [--steps 10] [--guidance W] [--guidance-interval LO,HI] [--resample K]
+        [--weights ema|raw]
 
 Targets (issue 14), held-out phrasings: class adherence >= 80%, direction accuracy >= 80%.
 Scores (metrics/video.py): class = the frame classifier's majority over frames; direction = the centroid track's
 least-squares slope snapped to 8 directions (slower than 0.3 px/frame: none); consistency = share of frames agreeing
-with the clip's class; FD = Frechet distance to the test clips in the clip network's features.
+with the clip's class; FD = Frechet distance to the test clips in the clip network's features. Each model row is
+followed by its class accuracy per object and what a missed object was read as most often.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from diffuse.checkpoint import load_into, load_tensors  # noqa: E402
 from diffuse.data.moving import DIRECTIONS, heldout_prompt  # noqa: E402
 from diffuse.editing import Edit  # noqa: E402
 from diffuse.generate import SampleConfig, generate, parse_interval  # noqa: E402
@@ -49,6 +52,27 @@ def row(judge: VideoJudge, name: str, clips: torch.Tensor, cls: torch.Tensor, d:
     return r
 
 
+def per_class(judge: VideoJudge, clips: torch.Tensor, cls: torch.Tensor) -> dict:
+    """Class accuracy per object, and the wrong read most often made of it: where class adherence is lost."""
+    got, names, out = judge.clip_scores(clips)["class"], judge.object_names, {}
+    for k in range(judge.num_classes):
+        mine = got[cls == k]
+        wrong = mine[mine != k]
+        out[names[k]] = {"accuracy": float((mine == k).float().mean()),
+                         "read_as": names[int(wrong.mode().values)] if len(wrong) else None}
+    print("  per class: " + ", ".join(f"{k} {v['accuracy']:.0%}" + (f" (else {v['read_as']})" if v["accuracy"] < 0.8 else "")
+                                      for k, v in out.items()), flush=True)
+    return out
+
+
+def load_weights(run: Path, model, which: str) -> None:
+    """--weights raw: the trainer's raw weights from RUN/state (what the EMA averages), in place of the EMA."""
+    if which == "raw":
+        path = run / "state" / "state.safetensors"
+        tensors, _ = load_tensors(path, "training state")
+        load_into(model.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, path)
+
+
 def per_sample_text(texts: list[str], encoder: str):
     from diffuse.text.bank import CaptionBank, TextRows
 
@@ -68,8 +92,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only the raw held-out row (architecture sweeps)")
     ap.add_argument("--snapped-only", action="store_true", help="only the snapped held-out row (the CLI's default)")
     ap.add_argument("--seed", type=int, default=0, help="sampling noise (0: the tables in the README)")
+    ap.add_argument("--weights", choices=("ema", "raw"), default="ema", help="raw: the trainer's weights, not their EMA")
     args = ap.parse_args()
     model, mcfg = load_model(args.run)
+    load_weights(args.run, model, args.weights)
     judge = VideoJudge(mcfg.data, mcfg.data_dir)
     print(f"frame classifier test accuracy {judge.frame_classifier_accuracy:.1%}; clip network {judge.clipnet_accuracy}")
     ref = feature_stats(judge.reference())
@@ -94,6 +120,7 @@ def main() -> None:
                         seed=args.seed)
     tag = f"guidance {scfg.guidance_for(True, text=True):g}, {args.steps} steps"
     tag += f", seed {args.seed}" if args.seed else ""
+    tag += ", raw weights" if args.weights == "raw" else ""
     if scfg.guidance_interval is not None:
         tag += f", interval {args.guidance_interval}"
     for snap in (False,) if args.quick else (True,) if args.snapped_only else (False, True):
@@ -102,8 +129,11 @@ def main() -> None:
         x = generate(model, n, scfg, text=per_sample_text(texts, mcfg.text_encoder))
         label = f"text, held-out phrasings{', snapped' if snap else ', raw'} ({tag})"
         rows.append(row(judge, label, to_uint8(x), want_c, want_d, ref))
+        rows[-1]["per_class"] = per_class(judge, to_uint8(x), want_c)
         print(f"  {time.time() - t0:.0f} s to sample {n}", flush=True)
     if args.quick or args.snapped_only:
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
         return
     # image-to-video: the first frame of a real test clip of the wanted class and direction (so that the path asked
     # stays in the frame), the direction asked by a held-out phrasing
