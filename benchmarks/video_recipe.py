@@ -40,7 +40,7 @@ from diffuse.text.retrieval import snap_prompts  # noqa: E402
 HEADER = f"{'clips':58s} {'class':>6s} {'dir':>6s} {'both':>6s} {'consist':>8s} {'still':>6s} {'FD':>7s}"
 
 
-def row(judge: VideoJudge, name: str, clips: torch.Tensor, cls: torch.Tensor, d: torch.Tensor, ref) -> dict:
+def row(judge: VideoJudge, name: str, clips: torch.Tensor, cls: torch.Tensor, d: torch.Tensor, ref, by_object: bool = False) -> dict:
     s = judge.clip_scores(clips)
     ok_c, ok_d = s["class"] == cls, s["direction"] == d
     fd = frechet_distance(*feature_stats(clip_features(judge.net, clips)[0]), *ref)
@@ -49,12 +49,15 @@ def row(judge: VideoJudge, name: str, clips: torch.Tensor, cls: torch.Tensor, d:
          "still": float((s["direction"] < 0).float().mean()), "fd": fd}
     print(f"{name:58s} {r['class']:6.1%} {r['direction']:6.1%} {r['both']:6.1%} {r['consistency']:8.1%} {r['still']:6.1%} {fd:7.2f}",
           flush=True)
+    if by_object:
+        r["per_class"] = per_class(judge, s["class"], cls)
     return r
 
 
-def per_class(judge: VideoJudge, clips: torch.Tensor, cls: torch.Tensor) -> dict:
-    """Class accuracy per object, and the wrong read most often made of it: where class adherence is lost."""
-    got, names, out = judge.clip_scores(clips)["class"], judge.object_names, {}
+def per_class(judge: VideoJudge, got: torch.Tensor, cls: torch.Tensor) -> dict:
+    """Class accuracy per object from the judge's reads ``got``, and the wrong read most often made of each object:
+    where class adherence is lost."""
+    names, out = judge.object_names, {}
     for k in range(judge.num_classes):
         mine = got[cls == k]
         wrong = mine[mine != k]
@@ -128,8 +131,7 @@ def main() -> None:
         t0 = time.time()
         x = generate(model, n, scfg, text=per_sample_text(texts, mcfg.text_encoder))
         label = f"text, held-out phrasings{', snapped' if snap else ', raw'} ({tag})"
-        rows.append(row(judge, label, to_uint8(x), want_c, want_d, ref))
-        rows[-1]["per_class"] = per_class(judge, to_uint8(x), want_c)
+        rows.append(row(judge, label, to_uint8(x), want_c, want_d, ref, by_object=True))
         print(f"  {time.time() - t0:.0f} s to sample {n}", flush=True)
     if args.quick or args.snapped_only:
         if args.json:

@@ -281,7 +281,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         raise UserError("a negative prompt needs a text model")
     gw = cfg.guidance_for(True, text=text is not None) if (text is not None or num_classes) else 1.0
     sampler = get_sampler(cfg.sampler)
-    share = getattr(getattr(model, "cfg", None), "frame_noise", 0.0)  # the noise the model was trained on: white (0) or shared across frames
+    share = model.cfg.frame_noise  # the noise the model was trained on: white (0) or shared across frames (noise.py)
     bf16 = use_bf16(cfg.precision, device)
     guided = (text is not None or bool(num_classes)) and cfg.guidance_for(True, text=text is not None) not in (0.0, 1.0)
     def cond_of(rows: slice) -> Cond:
