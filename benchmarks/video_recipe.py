@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--n", type=int, default=240, help="clips per row (3 per (class, direction) pair at 240)")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--sampler", default=None, help="as diffuse sample --sampler (default dpmpp_2m)")
+    ap.add_argument("--churn", type=float, default=0.0, help="heun only: EDM's S_churn")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--guidance-interval", default=None, help="LO,HI: guide only at LO < sigma <= HI")
     ap.add_argument("--resample", type=int, default=1, help="image-to-video: RePaint passes per step")
@@ -119,9 +121,11 @@ def main() -> None:
     names = [n.rsplit(" moving ", 1)[0] for n in objects]
     prompts = [heldout_prompt(names[c], DIRECTIONS[dd], int(i)) for i, c, dd in zip(k, want_c, want_d)]
     print("held-out prompts, e.g.:", "; ".join(prompts[:4]))
-    scfg = SampleConfig(steps=args.steps, guidance=args.guidance, guidance_interval=parse_interval(args.guidance_interval),
+    scfg = SampleConfig(sampler=args.sampler, churn=args.churn, steps=args.steps, guidance=args.guidance, guidance_interval=parse_interval(args.guidance_interval),
                         seed=args.seed)
     tag = f"guidance {scfg.guidance_for(True, text=True):g}, {args.steps} steps"
+    tag += f", {args.sampler}" if args.sampler else ""
+    tag += f", churn {args.churn:g}" if args.churn else ""
     tag += f", seed {args.seed}" if args.seed else ""
     tag += ", raw weights" if args.weights == "raw" else ""
     if scfg.guidance_interval is not None:

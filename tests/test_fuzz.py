@@ -139,6 +139,8 @@ TRAIN = {
     "--ema-kimg": flag(st.sampled_from([0, 1.0]), BAD_FLOAT), "--text-noise": flag(st.just(0.3), BAD_FLOAT),
     "--ema-rampup": flag(st.sampled_from([0.05, 1.0]), st.sampled_from(["0", "-0.1", "1.5", "nan", "x"])),
     "--frame-noise": flag(st.just(0.0), st.sampled_from(["0.5", "1", "-0.1", "nan", "x"])),  # 0.5: the data are images
+    "--class-weight": flag(st.sampled_from(["3=2", "0=0.5"]),
+                           st.sampled_from(["3", "3=0", "3=-1", "3=nan", "3=inf", "dog=2", "=2", "3=x", "3=true"])),
     "--warmup-steps": flag(st.sampled_from([0, 5]), st.sampled_from(["-1", "x"])),
     "--checkpoint-minutes": flag(st.sampled_from([0.001, 5]), BAD_FLOAT), "--checkpoint-every": flag(st.sampled_from([1, 7])),
     "--sample-every": flag(st.just(1000)), "--log-every": flag(st.sampled_from([1, 50])),

@@ -60,6 +60,9 @@ def train(
     ema_rampup: float = typer.Option(0.05, help="the EMA half-life is at most this share of the images seen so far "
                                                 "(EDM's ramp-up; in short runs it, not --ema-kimg, sets the half-life)"),
     label_dropout: float = typer.Option(0.1, help="probability of the null label or caption (classifier-free guidance)"),
+    class_weight: Optional[list[str]] = typer.Option(None, help="NAME=W (repeatable): draw the items of class NAME (or "
+                                                              "of the classes whose names start with it, as Sandal for "
+                                                              "moving-fmnist) W times as often; default: once per epoch"),
     dropout: Optional[float] = typer.Option(None, help="network dropout (default from the preset)"),
     flip: bool = typer.Option(False, help="random horizontal flips"),
     precision: str = typer.Option("auto", help="auto | bf16 | fp32 (auto: bf16 on GPUs and AMX CPUs)"),
@@ -81,7 +84,7 @@ def train(
     overrides = {k: v for k, v in given.items() if v is not None}
     model = model or ("dit" if modality_name(data) == "video" else "unet")
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
-    cfg = TrainConfig(data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, vocoder=vocoder, image_size=image_size, net_overrides=overrides, param=param,
+    cfg = TrainConfig(class_weights=parse_class_weights(class_weight or []), data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, vocoder=vocoder, image_size=image_size, net_overrides=overrides, param=param,
                       weighting=weighting, sigma_density=sigma_density, p_mean=p_mean, p_std=p_std, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
                       warmup_steps=warmup_steps, lr_decay=lr_decay, ema_halflife_kimg=ema_kimg, ema_rampup_ratio=ema_rampup, flip=flip, frame_mask=frame_mask, frame_noise=frame_noise, steps=steps, minutes=minutes,
@@ -96,6 +99,20 @@ def train(
     state = "interrupted; resume with --resume" if res.interrupted else "done"
     typer.echo(f"{state}: step {res.step}, {res.nimg} images, {res.seconds:.0f} s. Weights: {res.run_dir / 'model.safetensors'}; "
                f"samples: {res.run_dir / 'samples'}")
+
+
+def parse_class_weights(items: list[str]) -> dict[str, float]:
+    """['Sandal=3', 'Shirt=2'] -> {'Sandal': 3.0, 'Shirt': 2.0} (values checked by TrainConfig)."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, w = item.rpartition("=")
+        try:
+            out[name.strip()] = float(w)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UserError(f"--class-weight {item!r}: give NAME=W, e.g. Sandal=3")
+    return out
 
 
 def _sample_cfg(sampler: str | None, steps: int | None, schedule: str, guidance: float, seed: int, batch_size: int, precision: str,

@@ -112,12 +112,14 @@ def batch_index(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
-def get_batch(ds: ImageDataset, batch_size: int, step: int, seed: int, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def get_batch(ds: ImageDataset, batch_size: int, step: int, seed: int, flip: bool = False,
+              idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Batch number ``step`` of a shuffled epoch-by-epoch pass: x [B, C, H, W] float in [-1, 1], labels [B] or None.
 
-    Epoch e uses the permutation drawn from (seed, e); all indexing stays in tensors.
+    Epoch e uses the permutation drawn from (seed, e); all indexing stays in tensors. ``idx``: these items instead
+    (a weighted draw, train/batches.py).
     """
-    idx = batch_index(len(ds), batch_size, step, seed)
+    idx = batch_index(len(ds), batch_size, step, seed) if idx is None else idx
     x = to_model_space(ds.images[idx])  # [B, C, H, W]
     if flip:
         mask = torch.rand(batch_size, generator=step_generator(seed, step, stream=2)) < 0.5

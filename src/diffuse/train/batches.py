@@ -1,6 +1,10 @@
 """A run's training data as batches in the network's space, drawn reproducibly from (seed, step): pixels, or a fresh
 posterior sample of each item's latent for a latent run; and the condition of each batch (labels, captions, a low-res
-input). The trainer (loop.py) and the distiller (distill.py) both draw from here."""
+input). The trainer (loop.py) and the distiller (distill.py) both draw from here.
+
+Items are drawn epoch by epoch (each item once per epoch), or, with class weights (``diffuse train --class-weight
+Sandal=3``), with replacement in proportion to their class's weight (PyTorch's WeightedRandomSampler; LVIS's repeat
+factors do the same by epochs): a class the model learns late gets more of the budget."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import torch.nn.functional as F
 
 from ..cond import Cond
 from ..data import ImageDataset, batch_index, get_batch, step_generator, to_model_space
+from ..errors import UserError
 from ..guidance import drop_labels
 from ..text.bank import augment, index_cond
 
@@ -22,16 +27,23 @@ class Batches:
 
     def __init__(self, ds: ImageDataset, batch_size: int, seed: int, flip: bool = False, codec: Any = None,
                  text: tuple | None = None, num_classes: int = 0, superres_factor: int = 0, frame_mask: float = 0.0,
-                 bf16: bool = False):
+                 bf16: bool = False, class_weights: dict[str, float] | None = None):
         self.ds, self.b, self.seed, self.flip, self.text = ds, batch_size, seed, flip, text
+        self.weights = item_weights(ds, class_weights) if class_weights else None  # [N] or None (epochs)
         self.frame_mask = frame_mask
         self.num_classes, self.superres_factor = num_classes, superres_factor
         self.lat = codec.posterior(to_model_space(ds.images), bf16=bf16) if codec is not None else None  # normalised (mean, std)
 
+    def index(self, step: int) -> torch.Tensor:
+        """The dataset items [B] of batch ``step``: the epoch walk, or a weighted draw from (seed, step)."""
+        if self.weights is None:
+            return batch_index(len(self.ds), self.b, step, self.seed)
+        return torch.multinomial(self.weights, self.b, replacement=True, generator=step_generator(self.seed, step, stream=1))
+
     def data(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self.index(step)
         if self.lat is None:
-            return get_batch(self.ds, self.b, step, self.seed, self.flip)
-        idx = batch_index(len(self.ds), self.b, step, self.seed)
+            return get_batch(self.ds, self.b, step, self.seed, self.flip, idx)
         eps = torch.randn(self.lat[0][idx].shape, generator=step_generator(self.seed, step, stream=4))
         return self.lat[0][idx] + self.lat[1][idx] * eps, (self.ds.labels[idx] if self.ds.labels is not None else None)
 
@@ -44,7 +56,7 @@ class Batches:
         cond = Cond(labels=drop_labels(labels, dropout, nc, g)[rows] if nc else None)
         if self.text is not None:
             bank, choices, group = self.text
-            ids = choices.sample(group[batch_index(len(self.ds), self.b, step, self.seed)], g)
+            ids = choices.sample(group[self.index(step)], g)
             cond.text = index_cond(augment(bank.cond(ids, torch.rand(self.b, generator=g) < dropout), text_noise, g), rows)
         if self.superres_factor:
             cond.lowres = F.avg_pool2d(x0[rows], self.superres_factor)
@@ -55,3 +67,31 @@ class Batches:
             m = (torch.arange(t)[None] < k[:, None]).to(x.dtype)[:, None, :, None, None].expand(b, 1, *x.shape[2:])
             cond.known, cond.known_mask = x * m, m
         return cond
+
+
+def class_weight_of(names: list[str], key: str) -> list[int]:
+    """The labels a ``--class-weight`` key names: a class name, or the first words of class names (moving-fmnist's
+    ``Sandal`` names the 8 classes 'Sandal moving left', ...)."""
+    return [i for i, n in enumerate(names) if n == key or n.startswith(key + " ")]
+
+
+def check_class_weights(weights: dict[str, float], names: list[str] | None = None) -> None:
+    """One ``error:`` line for a weight that is not a positive finite number or, given the data's class ``names``,
+    a key that names none of them."""
+    for key, w in weights.items():
+        if isinstance(w, bool) or not (isinstance(w, (int, float)) and 0 < w < float("inf")):
+            raise UserError(f"--class-weight {key}={w}: the weight must be a positive finite number")
+        if names is not None and not class_weight_of(names, key):
+            raise UserError(f"--class-weight {key}={w:g}: no class is named {key!r} or starts with it in this data "
+                            f"(classes: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})")
+
+
+def item_weights(ds: ImageDataset, class_weights: dict[str, float]) -> torch.Tensor:
+    """Each item's sampling weight [N] (1 where no key names its class; keys that name the same class multiply)."""
+    if ds.labels is None:
+        raise UserError("--class-weight needs a labelled dataset (classes to weigh); this data has no classes")
+    check_class_weights(class_weights, ds.class_names)
+    per_class = torch.ones(len(ds.class_names), dtype=torch.float64)
+    for key, w in class_weights.items():
+        per_class[class_weight_of(ds.class_names, key)] *= w
+    return per_class[ds.labels]

@@ -57,6 +57,8 @@ class TrainConfig:
     flip: bool = False
     frame_mask: float | None = None  # video: share of clips trained with their first 1..T/2 frames given (image-to-video)
     frame_noise: float = 0.0  # video: the share of the noise's variance that every frame shares (noise.py; 0: white)
+    class_weights: dict[str, float] = field(default_factory=dict)  # draw a class's items this many times as often
+    # (train/batches.py; keys: class names or their first words); empty: every item once per epoch
     # budget and bookkeeping
     steps: int | None = None
     minutes: float | None = None
@@ -153,6 +155,9 @@ class TrainConfig:
                 raise UserError(msg)
         check_checkpoint_minutes(self.checkpoint_minutes)
         check_finite(self)
+        from .batches import check_class_weights
+
+        check_class_weights(self.class_weights)  # the names are checked against the data when it loads
 
 
 def lr_at(cfg: Any, step: int, seconds: float) -> float:

@@ -38,7 +38,7 @@ from ..text.bank import training_text
 from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
 from . import dist as D
-from .batches import Batches
+from .batches import Batches, item_weights
 from .state import load_state, memory_layout, save_state
 from .config import TrainConfig, lr_at
 from .ema import ema_beta, ema_update
@@ -204,6 +204,8 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the {d.world} ranks")
     D.barrier(d)  # every rank has checked the run directory before rank 0 writes into it
     ds = load_dataset(cfg.data, "train", cfg.data_dir, cfg.image_size)
+    if cfg.class_weights:
+        item_weights(ds, cfg.class_weights)  # names no class of the data: refused before an autoencoder trains
     cfg, latent_dir = _latent_dir(cfg, mode, run, d)
     codec = _codec(cfg, ds, latent_dir, device)
     mcfg = model_config_for(cfg, ds, codec.latent_shape if codec else None, str(latent_dir) if latent_dir else None)
@@ -239,7 +241,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
         save_training_captions(run, text[0])
     grid_extra = _grid_conditions(mcfg, ds, text, mod)
     batches = Batches(ds, b, cfg.seed, cfg.flip, codec, text, nc, cfg.superres_factor if cfg.task == "superres" else 0,
-                      cfg.frame_mask or 0.0, bf16)
+                      cfg.frame_mask or 0.0, bf16, cfg.class_weights)
     step, nimg, seconds = 0, 0, 0.0
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
     if mode == "resume":
