@@ -77,6 +77,7 @@ def train(
     """Train a diffusion model; writes RUN/config.json, model.safetensors, state/, samples/, metrics.jsonl."""
     from .train import TrainConfig
     from .train import train as run_train
+    from .train.batches import parse_class_weights
 
     from .data import modality_name
 
@@ -99,20 +100,6 @@ def train(
     state = "interrupted; resume with --resume" if res.interrupted else "done"
     typer.echo(f"{state}: step {res.step}, {res.nimg} images, {res.seconds:.0f} s. Weights: {res.run_dir / 'model.safetensors'}; "
                f"samples: {res.run_dir / 'samples'}")
-
-
-def parse_class_weights(items: list[str]) -> dict[str, float]:
-    """['Sandal=3', 'Shirt=2'] -> {'Sandal': 3.0, 'Shirt': 2.0} (values checked by TrainConfig)."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, w = item.rpartition("=")
-        try:
-            out[name.strip()] = float(w)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise UserError(f"--class-weight {item!r}: give NAME=W, e.g. Sandal=3")
-    return out
 
 
 def _sample_cfg(sampler: str | None, steps: int | None, schedule: str, guidance: float, seed: int, batch_size: int, precision: str,

@@ -75,6 +75,20 @@ def class_weight_of(names: list[str], key: str) -> list[int]:
     return [i for i, n in enumerate(names) if n == key or n.startswith(key + " ")]
 
 
+def parse_class_weights(items: list[str]) -> dict[str, float]:
+    """--class-weight's ['Sandal=3', 'Shirt=2'] -> {'Sandal': 3.0, 'Shirt': 2.0} (values checked by TrainConfig)."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, w = item.rpartition("=")
+        try:
+            out[name.strip()] = float(w)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UserError(f"--class-weight {item!r}: give NAME=W, e.g. Sandal=3")
+    return out
+
+
 def check_class_weights(weights: dict[str, float], names: list[str] | None = None) -> None:
     """One ``error:`` line for a weight that is not a positive finite number or, given the data's class ``names``,
     a key that names none of them."""
