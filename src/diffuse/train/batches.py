@@ -30,15 +30,19 @@ class Batches:
                  bf16: bool = False, class_weights: dict[str, float] | None = None):
         self.ds, self.b, self.seed, self.flip, self.text = ds, batch_size, seed, flip, text
         self.weights = item_weights(ds, class_weights) if class_weights else None  # [N] or None (epochs)
+        self._index: tuple[int | None, torch.Tensor | None] = (None, None)  # (step, its items)
         self.frame_mask = frame_mask
         self.num_classes, self.superres_factor = num_classes, superres_factor
         self.lat = codec.posterior(to_model_space(ds.images), bf16=bf16) if codec is not None else None  # normalised (mean, std)
 
     def index(self, step: int) -> torch.Tensor:
-        """The dataset items [B] of batch ``step``: the epoch walk, or a weighted draw from (seed, step)."""
-        if self.weights is None:
-            return batch_index(len(self.ds), self.b, step, self.seed)
-        return torch.multinomial(self.weights, self.b, replacement=True, generator=step_generator(self.seed, step, stream=1))
+        """The dataset items [B] of batch ``step``: the epoch walk, or a weighted draw from (seed, step). Kept for the
+        step, which ``data`` and ``cond`` both ask for."""
+        if self._index[0] != step:
+            idx = (batch_index(len(self.ds), self.b, step, self.seed) if self.weights is None else
+                   torch.multinomial(self.weights, self.b, replacement=True, generator=step_generator(self.seed, step, stream=1)))
+            self._index = (step, idx)
+        return self._index[1]
 
     def data(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.index(step)
