@@ -10,10 +10,13 @@ Three ways of ranking the captions: the pooled sentence embeddings' cosine alone
 word pieces' BERTScore F1 alone, and their sum (the default, `nearest_captions`).
 
     python benchmarks/snapping.py            # about 2 minutes on a 2-core CPU once the captions are encoded
+    python benchmarks/snapping.py --misses   # also: per held-out wording, how often the default is wrong, and where to
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
 import sys
 import time
 from pathlib import Path
@@ -54,7 +57,35 @@ def moving() -> tuple[dict[str, tuple], list[str], list[tuple]]:
 SETS = {"Fashion-MNIST": (fmnist, ["class"]), "notes": (notes, ["family", "note"]), "moving-fmnist": (moving, ["class", "direction"])}
 
 
+def wording(name: str, prompt: str) -> str:
+    """What a miss is grouped by: the held-out instrument words of a notes prompt, else the prompt itself."""
+    if name == "notes":
+        from audio_recipe import HELD_OUT
+
+        return next((w for words in HELD_OUT.values() for w in words if w in prompt), prompt)
+    return prompt
+
+
+def misses(name: str, prompts: list[str], got: list[tuple], want: list[tuple]) -> None:
+    """One line per wording the default ranking gets wrong at least once (first label field): right / asked, and
+    the labels it went to instead."""
+    groups: dict[str, list] = collections.defaultdict(lambda: [0, 0, collections.Counter()])
+    for p, g, w in zip(prompts, got, want):
+        row = groups[wording(name, p)]
+        row[1] += 1
+        if g[0] == w[0]:
+            row[0] += 1
+        else:
+            row[2][g[0]] += 1
+    for key, (right, asked, wrong) in groups.items():
+        if wrong:
+            print(f"  {name}: {key!r} right {right}/{asked}, else " + ", ".join(f"{k} {v}" for k, v in wrong.most_common(3)))
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--misses", action="store_true", help="also list the wordings the default ranking gets wrong")
+    args = ap.parse_args()
     from diffuse.text.bank import CaptionBank
     from diffuse.text.retrieval import alignment_scores, nearest_captions, prompt_embeddings
 
@@ -81,6 +112,8 @@ def main() -> None:
             whole = sum(g == w for g, w in zip(got, want)) / len(want)
             share = ", ".join(f"{f} {r:.1%}" for f, r in zip(fields, right)) + (f", both {whole:.1%}" if len(fields) > 1 else "")
             print(f"| {name} | {len(prompts)} | {rank} | {share} |", flush=True)
+        if args.misses:
+            misses(name, prompts, [label[c] for c in both], want)
         print(f"({name}: {len(label)} training captions; encoding {encoded:.0f} s, the default ranking {took:.1f} s "
               f"for {len(prompts)} prompts)", file=sys.stderr)
 
