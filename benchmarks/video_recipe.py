@@ -5,7 +5,7 @@ caption (what `diffuse sample` does by default), and image-to-video: the first f
 direction asked by a held-out phrasing.
 
     diffuse train --data moving-fmnist --cond text --model dit --minutes 20 --out runs/video
-    python benchmarks/video_recipe.py runs/video [--n 240] [--steps 10] [--guidance W] [--guidance-interval LO,HI] [--resample K]
+    python benchmarks/video_recipe.py runs/video [--n 240] [--steps 10] [--guidance W] [--guidance-interval LO,HI] [--apg ETA,R,B] [--resample K]
         [--weights ema|raw]
 
 Targets (issue 14), held-out phrasings: class adherence >= 80%, direction accuracy >= 80%.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from diffuse.checkpoint import load_into, load_tensors  # noqa: E402
 from diffuse.data.moving import DIRECTIONS, heldout_prompt  # noqa: E402
 from diffuse.editing import Edit  # noqa: E402
-from diffuse.generate import SampleConfig, generate, parse_interval  # noqa: E402
+from diffuse.generate import SampleConfig, generate, parse_interval, parse_projection  # noqa: E402
 from diffuse.metrics.fid import feature_stats, frechet_distance  # noqa: E402
 from diffuse.metrics.video import VideoJudge, clip_features  # noqa: E402
 from diffuse.model import load_model  # noqa: E402
@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--churn", type=float, default=0.0, help="heun only: EDM's S_churn")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--guidance-interval", default=None, help="LO,HI: guide only at LO < sigma <= HI")
+    ap.add_argument("--apg", default=None, help="ETA[,RESCALE[,MOMENTUM]]: adaptive projected guidance (as diffuse sample --apg)")
     ap.add_argument("--resample", type=int, default=1, help="image-to-video: RePaint passes per step")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="only the raw held-out row (architecture sweeps)")
@@ -122,7 +123,7 @@ def main() -> None:
     prompts = [heldout_prompt(names[c], DIRECTIONS[dd], int(i)) for i, c, dd in zip(k, want_c, want_d)]
     print("held-out prompts, e.g.:", "; ".join(prompts[:4]))
     scfg = SampleConfig(sampler=args.sampler, churn=args.churn, steps=args.steps, guidance=args.guidance, guidance_interval=parse_interval(args.guidance_interval),
-                        seed=args.seed)
+                        apg=parse_projection(args.apg), seed=args.seed)
     tag = f"guidance {scfg.guidance_for(True, text=True):g}, {args.steps} steps"
     tag += f", {args.sampler}" if args.sampler else ""
     tag += f", churn {args.churn:g}" if args.churn else ""
@@ -130,6 +131,7 @@ def main() -> None:
     tag += ", raw weights" if args.weights == "raw" else ""
     if scfg.guidance_interval is not None:
         tag += f", interval {args.guidance_interval}"
+    tag += f", apg {args.apg}" if args.apg else ""
     for snap in (False,) if args.quick else (True,) if args.snapped_only else (False, True):
         texts, _ = snap_prompts(prompts, args.run, mcfg, snap)
         t0 = time.time()

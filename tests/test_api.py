@@ -42,6 +42,14 @@ def test_sample_items_and_reproduction_from_the_png(runs, tmp_path):
     p = diffuse.read_params(limited.save_items(tmp_path / "lim")[1])
     assert p["guidance_interval"] == [0.0, 1e6]
     torch.testing.assert_close(run.sample(**sample_kwargs(p)).x, limited.x[1:2], atol=1e-5, rtol=0)
+    # adaptive projected guidance with its parallel part kept whole (eta 1) is plain guidance; eta 0 is not; the
+    # PNG's parameters carry its settings and remake the sample
+    torch.testing.assert_close(run.sample(apg="1", **kw).x, run.sample(**kw).x, atol=1e-4, rtol=0)
+    projected = run.sample(apg=(0, 5), **kw)
+    assert not torch.allclose(projected.x, run.sample(**kw).x, atol=1e-3)
+    p = diffuse.read_params(projected.save_items(tmp_path / "apg")[1])
+    assert p["apg"] == [0.0, 5.0, 0.0]
+    torch.testing.assert_close(run.sample(**sample_kwargs(p)).x, projected.x[1:2], atol=1e-5, rtol=0)
 
 
 def test_edit_keeps_the_unmasked_pixels(runs):
@@ -78,7 +86,8 @@ def test_bad_calls_are_one_line_errors(runs):
                            ({"init": np.zeros((9, 9), np.uint8)}, "needs 8x8"), ({"init": np.zeros((8, 8))}, "uint8"),
                            ({"init": b"not an image"}, "cannot read"), ({"init": 3.5}, "expected a PIL image"),
                            ({"sampler": "nope"}, "unknown sampler"), ({"guidance_interval": "x"}, "guidance_interval"),
-                           ({"guidance_interval": (3, 1)}, "--guidance-interval")):
+                           ({"guidance_interval": (3, 1)}, "--guidance-interval"), ({"apg": "x"}, "ETA"),
+                           ({"apg": (0, -1)}, "RESCALE >= 0"), ({"apg": "0,1,2,3"}, "--apg")):
         with pytest.raises((UserError, ValueError), match=needle):
             run.sample(**kwargs)
     with pytest.raises(UserError, match="not found"):

@@ -32,6 +32,8 @@ def test_round_trip(run, tmp_path):
     diffuse("sample", run, "--n", "5", "--steps", "8", "--label", "3", "--sampler", "heun", "--churn", "10", "--out", tmp_path / "l.npz")
     diffuse("sample", run, "--n", "4", "--steps", "8", "--guidance", "3", "--guidance-interval", "0.3,5", "--out", tmp_path / "i.png")
     assert json.loads(Image.open(tmp_path / "i.png").text["diffuse"])["guidance_interval"] == [0.3, 5.0]
+    diffuse("sample", run, "--n", "4", "--steps", "8", "--guidance", "3", "--apg", "0,4,-0.25", "--out", tmp_path / "p.png")
+    assert json.loads(Image.open(tmp_path / "p.png").text["diffuse"])["apg"] == [0.0, 4.0, -0.25]
     assert np.load(tmp_path / "l.npz")["labels"].tolist() == [3] * 5
     r = diffuse("eval", run, "--n", "200", "--steps", "10", "--json")
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -63,6 +65,8 @@ def test_bad_inputs_give_one_line(run, tmp_path, capsys):
     one_line_error_in_process(capsys, "--churn", "sample", run, "--churn", "5", "--out", tmp_path / "a.png")
     for bad in ("5", "2,1", "a,b", "-1,3", "0,nan"):
         one_line_error_in_process(capsys, "--guidance-interval", "sample", run, "--guidance-interval", bad, "--out", tmp_path / "a.png")
+    for bad in ("", "x", "0,-1", "0,0,0.5", "0,0,-1", "1,2,3,4", "nan"):
+        one_line_error_in_process(capsys, "--apg", "sample", run, "--apg", bad, "--out", tmp_path / "a.png")
     one_line_error_in_process(capsys, "is for audio runs", "sample", run, "--vocoder-refine", "10", "--out", tmp_path / "a.png")
     one_line_error_in_process(capsys, "--vocoder is for audio runs", "sample", run, "--vocoder", tmp_path, "--out", tmp_path / "a.png")
 

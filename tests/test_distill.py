@@ -222,6 +222,7 @@ def test_distill_round_trip_through_the_cli(teacher, tmp_path):
     one_line_error(diffuse("sample", run, "--guidance", "5", "--n", "2", "--out", tmp_path / "g.png", check=False), "distilled with guidance 3")
     one_line_error(diffuse("sample", run, "--guidance-interval", "0.3,5", "--n", "2", "--out", tmp_path / "g.png", check=False),
                    "--guidance-interval does not apply")
+    one_line_error(diffuse("sample", run, "--apg", "0", "--n", "2", "--out", tmp_path / "g.png", check=False), "--apg does not apply")
     one_line_error(diffuse("train", "--resume", "--out", run, check=False), "distill --resume")
     rec["model"]["consistency"]["starts"]["2"] = 1000.0  # above sigma_max: refused, not sampled from
     (run / "config.json").write_text(json.dumps(rec))

@@ -97,6 +97,7 @@ SAMPLE = {**SAMPLING, "--n": flag(st.integers(1, 6), st.one_of(BAD_INT, ABSURD))
           "--label": flag(st.integers(0, 9), st.sampled_from(["10", "-1", str(2**63), "x"])),
           "--churn": flag(st.just(0), st.sampled_from(["-1", "nan", "inf"])),
           "--guidance-interval": flag(st.sampled_from(["0.3,5", "0,80"]), st.sampled_from(["5", "2,1", "x,y", "-1,3", "0,inf"])),
+          "--apg": flag(st.sampled_from(["0", "1", "0,4,-0.5"]), st.sampled_from(["x", "0,-1", "0,0,0.5", "nan", "1,2,3,4"])),
           "--prompt": flag(st.nothing(), st.just("a shoe")),  # a class model takes no prompt
           "--strength": flag(st.just(1.0), st.sampled_from(["0.5", "-0.1", "nan"])),  # without --init: always refused
           "--resample": flag(st.just(1), st.sampled_from(["2", "0", "-3"]))}

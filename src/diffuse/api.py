@@ -136,14 +136,16 @@ class Run:
                nearest_caption: bool = True, init: ImageLike | None = None, strength: float = 1.0,
                mask: ImageLike | None = None, resample: int = 1, batch_size: int = 256, precision: str = "auto",
                on_step: Callable[[int, int], None] | None = None,
-               guidance_interval: tuple[float, float] | None = None) -> Samples:
+               guidance_interval: tuple[float, float] | None = None,
+               apg: str | Sequence[float] | None = None) -> Samples:
         """n samples. Text runs take ``prompt`` (one, or a list the samples cycle through) and ``negative_prompt``
         (it replaces the empty prompt in guidance); class runs take ``label`` (index or name; default i mod classes).
         ``sampler``/``steps``/``guidance`` default to the run's (``defaults()``). ``init`` (+ ``strength``) is img2img,
         with ``mask`` (white = keep) inpainting; for a super-resolution run ``init`` is the low-res image.
         ``on_step(done, total)`` reports progress; an exception raised in it stops sampling. ``guidance_interval``
-        ``(lo, hi)`` applies guidance only at lo < sigma <= hi."""
-        from .generate import SampleConfig, parse_interval
+        ``(lo, hi)`` applies guidance only at lo < sigma <= hi. ``apg`` ``(eta[, rescale[, momentum]])`` swaps CFG's
+        update for adaptive projected guidance (guidance.Projection)."""
+        from .generate import SampleConfig, parse_interval, parse_projection
         from .sampling_inputs import conditions
 
         if not isinstance(n, int) or n <= 0:
@@ -151,7 +153,8 @@ class Run:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
         negative = negative_prompt.strip() if isinstance(negative_prompt, str) and negative_prompt.strip() else None
         scfg = SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
-                            batch_size=batch_size, precision=precision, guidance_interval=parse_interval(guidance_interval))
+                            batch_size=batch_size, precision=precision, guidance_interval=parse_interval(guidance_interval),
+                            apg=parse_projection(apg))
         c_img = self.config.image_shape[0]
         init_t = None if init is None else self._input(init, c_img, "init image")
         mask_t = None if mask is None else self._input(mask, 1, "mask")
@@ -217,6 +220,8 @@ class Run:
                "guidance": cfg.carried_guidance(self.config.conditional, self.cond == "text")}
         if cfg.guidance_interval is not None:
             out["guidance_interval"] = list(cfg.guidance_interval)
+        if cfg.apg is not None:
+            out["apg"] = [cfg.apg.eta, cfg.apg.rescale, cfg.apg.momentum]
         return out
 
     def _input(self, obj: ImageLike, channels: int, what: str) -> torch.Tensor:
@@ -299,5 +304,5 @@ def read_params(png: str | Path | bytes) -> dict[str, Any]:
 def sample_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of ``Run.sample`` among stored parameters (drops the record-only keys)."""
     keep = ("n", "prompt", "negative_prompt", "label", "sampler", "steps", "guidance", "seed", "first", "schedule",
-            "guidance_interval")
+            "guidance_interval", "apg")
     return {k: params[k] for k in keep if k in params}

@@ -103,12 +103,12 @@ def train(
 
 
 def _sample_cfg(sampler: str | None, steps: int | None, schedule: str, guidance: float, seed: int, batch_size: int, precision: str,
-                churn: float = 0.0, guidance_interval: str | None = None):
-    from .generate import SampleConfig, parse_interval
+                churn: float = 0.0, guidance_interval: str | None = None, apg: str | None = None):
+    from .generate import SampleConfig, parse_interval, parse_projection
 
     return SampleConfig(sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, seed=seed,
                         batch_size=batch_size, precision=precision, churn=churn,
-                        guidance_interval=parse_interval(guidance_interval))
+                        guidance_interval=parse_interval(guidance_interval), apg=parse_projection(apg))
 
 
 @app.command()
@@ -151,6 +151,8 @@ def sample(
     churn: float = typer.Option(0.0, help="Heun only: EDM's S_churn, fresh noise per step (0 = deterministic)"),
     guidance_interval: Optional[str] = typer.Option(None, help="LO,HI: apply --guidance only at noise levels LO < sigma <= HI "
                                                               "(the conditional model elsewhere)"),
+    apg: Optional[str] = typer.Option(None, help="ETA[,RESCALE[,MOMENTUM]]: adaptive projected guidance (Sadat et al. "
+                                                 "2024) in place of CFG's update at --guidance; e.g. 0 or 0,4,-0.5"),
 ) -> None:
     """Sample from a trained run: by class, by prompt, from an input (img2img / audio-to-audio), into a mask
     (inpainting, audio continuation), or up from a low-res image (super-resolution models)."""
@@ -165,7 +167,7 @@ def sample(
         raise UserError(f"--n must be a positive integer, got {n}")
     from .train import dist
 
-    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn, guidance_interval)
+    scfg = _sample_cfg(sampler, steps, schedule, guidance, seed, batch_size, precision, churn, guidance_interval, apg)
     read_run_config(run)  # a missing or foreign run is named before anything else
     from .model import ModelConfig
 

@@ -15,7 +15,7 @@ from .cond import Cond
 from .data import to_uint8
 from .errors import UserError
 from .guidance import cfg as cfg_wrap
-from .guidance import class_null
+from .guidance import Projection, class_null
 from .noise import color, sampler_noise
 from .precond import Precond
 from .samplers import get_sampler
@@ -50,6 +50,22 @@ def parse_interval(value: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
+def parse_projection(value: Any) -> Projection | None:
+    """``"ETA[,RESCALE[,MOMENTUM]]"`` (``--apg``), a sequence of up to three numbers or a Projection
+    (``Run.sample(apg=)``) as adaptive projected guidance's settings (guidance.Projection), checked."""
+    if value is None or isinstance(value, Projection):
+        return value.check() if isinstance(value, Projection) else None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        if not 1 <= len(parts) <= 3:
+            raise ValueError
+        p = Projection(*(float(v) for v in parts))
+        return p.check()
+    except (TypeError, ValueError) as e:
+        why = f": {e}" if str(e) else ""
+        raise UserError(f"--apg (apg) must be ETA[,RESCALE[,MOMENTUM]] (e.g. 0 or 0,4,-0.5), got {value!r}{why}") from None
+
+
 @dataclass
 class SampleConfig:
     """How to sample. ``guidance`` follows the convention in guidance.py: 1 = no guidance, 0 = unconditional.
@@ -69,6 +85,7 @@ class SampleConfig:
     precision: str = "auto"
     churn: float = 0.0  # Heun only: EDM's S_churn (stochasticity); 0 is the deterministic Algorithm 1
     guidance_interval: tuple[float, float] | None = None  # guide only at lo < sigma <= hi (guidance.cfg)
+    apg: Projection | None = None  # adaptive projected guidance in place of CFG's update (guidance.Projection)
     built_in_guidance: float | None = None  # set by for_model for a distilled run: the guidance its network applies itself
 
     def validate(self, conditional: int | bool) -> None:
@@ -103,9 +120,9 @@ class SampleConfig:
         if not c:
             return replace(self, sampler=self.sampler or "dpmpp_2m", steps=self.steps or 10)
         built_in = float(c.get("guidance", 1.0))
-        if self.guidance_interval is not None:
+        if self.guidance_interval is not None or self.apg is not None:
             raise UserError(f"this run was distilled with guidance {built_in:g} built in at every noise level: "
-                            f"--guidance-interval does not apply to it")
+                            f"{'--guidance-interval' if self.guidance_interval is not None else '--apg'} does not apply to it")
         if self.guidance is not None and self.guidance != built_in:
             raise UserError(f"this run was distilled with guidance {built_in:g} built in: leave --guidance out "
                             f"(or distill the teacher again with --guidance {self.guidance:g})")
@@ -308,7 +325,7 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
         if negative is not None:  # this batch's negative prompts replace the dropped text
             neg = Cond(text=index_cond(negative, rows)).to(device)
             null = lambda c, neg=neg: replace(c, text=neg.text)  # noqa: E731
-        denoiser = cfg_wrap(model, gw, null, cfg.guidance_interval) if gw != 1.0 or negative is not None else model
+        denoiser = cfg_wrap(model, gw, null, cfg.guidance_interval, cfg.apg) if gw != 1.0 or negative is not None else model
         with autocast(device, bf16):
             extra = {"s_churn": cfg.churn} if cfg.churn > 0 else {}
             if share:
