@@ -7,8 +7,8 @@
 The encoder maps x [B, C, H, W] in [-1, 1] to a diagonal Gaussian posterior q(z|x) over z [B, c, H/f, W/f];
 the decoder maps z back. ``LatentCodec`` adds the scale normalisation computed from the data after training
 (per latent channel: z_n = (z - mean) / std, the LDM paper's "rescale the latent to unit variance", App. G), so
-the diffusion model sees latents with roughly the unit scale its preconditioning assumes (EDM sigma_data = 0.5
-is still the parameter; unit-variance data costs little there).
+the diffusion model sees latents of about unit scale (EDM's sigma_data stays 0.5 by default: `--sigma-data 1`, the
+normalised latents' own value, measured no better on latent video; README, "Where the class is lost").
 """
 
 from __future__ import annotations
@@ -116,6 +116,10 @@ AE_PRESETS: dict[str, dict] = {
 
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+# Channels-last layouts: on the CPU, oneDNN's convolutions reorder NCHW tensors on every call. Kept channels-last, the
+# f4 video autoencoder encodes 1.50x and decodes 1.58x as fast on a 2-core AMD EPYC, and trains about as fast (1.03x)
+# (benchmarks/codec_layout.py; README, "Transformers and latents").
+LAYOUT = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -187,6 +191,8 @@ class Autoencoder(nn.Module):
                 blocks.append(conv(cur, cur, 3, padding=1))  # after nearest upsampling to the level above
             self.dec_levels.append(nn.ModuleList(blocks))
         self.dec_out = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU(), conv(cur, folded, 3, padding=1))
+        self.layout = LAYOUT.get(r, torch.contiguous_format)  # weights and activations (inputs are converted)
+        self.to(memory_format=self.layout)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, *S] -> (mean, logvar) [B, c, *S/f] each (logvar clamped to [-30, 20], as in LDM); per frame:
@@ -204,8 +210,8 @@ class Autoencoder(nn.Module):
         if x.shape[1] != c.in_channels or x.dim() != 2 + c.rank or (other and any(n % c.factor for n in x.shape[2:])):
             raise ValueError(f"this autoencoder takes {'x'.join(map(str, c.item_shape))} items (or other lengths divisible by "
                              f"{c.factor}), got {tuple(x.shape[1:])}")
-        mean, logvar = self.encoder(patchify(x, self.cfg.patch_size)).chunk(2, dim=1)
-        return mean, logvar.clamp(-30.0, 20.0)
+        mean, logvar = self.encoder(patchify(x, self.cfg.patch_size).contiguous(memory_format=self.layout)).chunk(2, dim=1)
+        return mean.contiguous(), logvar.clamp(-30.0, 20.0).contiguous()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, c, *S/f] -> x_hat [B, C, *S] (per frame: [B, c, T, h, w] -> [B, C, T, H, W])."""
@@ -214,7 +220,7 @@ class Autoencoder(nn.Module):
         return self._decode(z)
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.dec_mid(self.dec_in(z))
+        h = self.dec_mid(self.dec_in(z.contiguous(memory_format=self.layout)))
         sizes = self.cfg.frame_config.sizes
         if tuple(z.shape[2:]) != sizes[-1]:  # another length (audio --seconds): every level doubles exactly
             sizes = [tuple(n * 2 ** (len(sizes) - 1 - i) for n in z.shape[2:]) for i in range(len(sizes))]
@@ -225,7 +231,7 @@ class Autoencoder(nn.Module):
                     h = m(h)
                 else:
                     h = m(F.interpolate(h, size=sizes[lvl - 1], mode="nearest"))
-        return unpatchify(self.dec_out(h), self.cfg.patch_size)
+        return unpatchify(self.dec_out(h), self.cfg.patch_size).contiguous()
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruct through a posterior sample: (x_hat, KL(q(z|x) || N(0, I)) summed per example [B])."""

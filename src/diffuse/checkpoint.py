@@ -166,3 +166,9 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
         opt.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, TypeError, IndexError) as e:
         raise UserError(f"{source}: optimizer state this version does not understand ({str(e)[:120]})") from None
+    # Give moment buffers their parameter's memory layout (channels_last), as a fresh run has: the fused
+    # Adam kernels walk parameter, gradient and moments in storage order.
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if v.shape == p.shape and v.stride() != p.stride():
+                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)

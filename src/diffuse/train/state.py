@@ -39,13 +39,7 @@ def load_state(run: Path, model: Precond, ema: Precond, opt: torch.optim.Optimiz
     load_into(ema.net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
     if not (isinstance(meta.get("step"), int) and isinstance(meta.get("nimg"), int) and isinstance(meta.get("seconds"), (int, float))):
         raise UserError(f"{path}: its step / nimg / seconds record is damaged")
-    load_optimizer(opt, tensors, "opt", meta.get("param_groups"), path)
-    # Give moment buffers their parameter's memory layout (channels_last), as a fresh run has: the fused
-    # Adam kernels walk parameter, gradient and moments in storage order.
-    for p, st in opt.state.items():
-        for k, v in st.items():
-            if v.shape == p.shape and v.stride() != p.stride():
-                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+    load_optimizer(opt, tensors, "opt", meta.get("param_groups"), path)  # moments in their parameter's layout
     return meta
 
 
