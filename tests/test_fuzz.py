@@ -148,6 +148,7 @@ TRAIN = {
     "--weighting": choice(["edm", "eps", "min_snr", "v", "x0"]), "--sigma-density": choice(["lognormal", "vp"]),
     "--p-mean": flag(st.sampled_from([-1.2, 0.5]), st.sampled_from(["11", "-1e9", "nan", "inf", "x"])),
     "--p-std": flag(st.sampled_from([0.6, 1.2]), st.sampled_from(["0", "-1", "6", "nan", "x"])),
+    "--sigma-data": flag(st.sampled_from([0.5, 1.0]), st.sampled_from(["0", "-1", "101", "nan", "x"])),
     "--beta-schedule": choice(["linear", "cosine", "sigmoid"]), "--precision": choice(["auto", "fp32"]),
     "--preset": flag(st.just("tiny"), st.sampled_from(["huge", "", "fmnist "])), "--seed": flag(st.integers(0, 9), st.just("x")),
     "--data": flag(st.sampled_from(["digits"]), st.sampled_from(["imagenet", "{box}/missing.npz", "{box}/run", "/dev/null"])),

@@ -153,6 +153,28 @@ def test_lognormal_noise_levels_follow_p_mean_and_p_std(tmp_path):
     one_line_error(diffuse("train", "--p-mean", "40", "--out", tmp_path / "r", check=False), "--p-mean must be in [-10, 10]")
 
 
+def test_sigma_data_sets_the_preconditioning_the_run_keeps(tmp_path):
+    """--sigma-data S: the data's standard deviation that EDM's preconditioning and loss weight assume. The run keeps it
+    in its model record, so sampling and --resume use it: the trained denoiser at sigma is c_skip x + c_out F, with
+    c_skip = S^2 / (sigma^2 + S^2) (a zero network output makes it exactly that); out of range is one error line."""
+    from cli_helpers import diffuse, one_line_error
+
+    train(TrainConfig(out=str(tmp_path / "s"), steps=3, **FAST, sigma_data=1.0))
+    model, mcfg = load_model(tmp_path / "s")
+    assert mcfg.precond.sigma_data == 1.0 and TrainConfig(data="digits").sigma_data == 0.5
+    from diffuse.cond import Cond
+
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.zero_()  # F = 0
+        x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 2.0])
+        want = x / (sigma**2 + 1).view(-1, 1, 1, 1)  # Wiener's factor for unit-variance data
+        assert torch.allclose(model(x, sigma, Cond(labels=torch.tensor([1, 2]))), want, atol=1e-6)
+    train(TrainConfig(out=str(tmp_path / "s"), steps=5, **FAST), resume=True)  # the saved S, not the default
+    assert load_model(tmp_path / "s")[1].precond.sigma_data == 1.0
+    one_line_error(diffuse("train", "--sigma-data", "0", "--out", tmp_path / "r", check=False), "--sigma-data is the data's")
+
+
 def test_lr_decay_warms_up_holds_then_falls_to_zero_at_the_end_of_the_budget(tmp_path):
     """--lr-decay F: after the warm-up the rate holds, then falls linearly to 0 over the last F of the budget (seconds
     for --minutes, steps for --steps, the further along when both); 0 keeps it constant; the metrics log records it."""

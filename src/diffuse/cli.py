@@ -50,6 +50,8 @@ def train(
     sigma_density: Optional[str] = typer.Option(None, help="training noise levels: lognormal (EDM) | vp (uniform DDPM t)"),
     p_mean: Optional[float] = typer.Option(None, help="lognormal noise levels: mean of ln(sigma) (default from the recipe; EDM: -1.2)"),
     p_std: Optional[float] = typer.Option(None, help="lognormal noise levels: spread of ln(sigma) (default from the recipe; EDM: 1.2)"),
+    sigma_data: float = typer.Option(0.5, help="the data's standard deviation that EDM's preconditioning and loss weight assume "
+                                     "(0.5, EDM's for images; latents are normalised to 1)"),
     beta_schedule: str = typer.Option("linear", help="VP schedule for eps/v/x0 models: linear | cosine | sigmoid"),
     zero_terminal_snr: bool = typer.Option(False, help="rescale the VP schedule to zero terminal SNR"),
     batch_size: Optional[int] = typer.Option(None, help="batch size (default from the dataset recipe)"),
@@ -86,7 +88,7 @@ def train(
     model = model or ("dit" if modality_name(data) == "video" else "unet")
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"
     cfg = TrainConfig(class_weights=parse_class_weights(class_weight or []), data=data, data_dir=data_dir, cond=cond, task=task, captions=captions, superres_factor=superres_factor, text_noise=text_noise, out=out, arch=model, preset=preset, latent=latent, vocoder=vocoder, image_size=image_size, net_overrides=overrides, param=param,
-                      weighting=weighting, sigma_density=sigma_density, p_mean=p_mean, p_std=p_std, beta_schedule=beta_schedule,
+                      weighting=weighting, sigma_density=sigma_density, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, beta_schedule=beta_schedule,
                       zero_terminal_snr=zero_terminal_snr, label_dropout=label_dropout, batch_size=batch_size, lr=lr,
                       warmup_steps=warmup_steps, lr_decay=lr_decay, ema_halflife_kimg=ema_kimg, ema_rampup_ratio=ema_rampup, flip=flip, frame_mask=frame_mask, frame_noise=frame_noise, steps=steps, minutes=minutes,
                       seed=seed, precision=precision, log_every=log_every, sample_every=sample_every,

@@ -40,6 +40,7 @@ class TrainConfig:
     sigma_density: str | None = None  # lognormal | vp
     p_mean: float | None = None  # lognormal noise levels: ln(sigma) ~ N(p_mean, p_std^2); default from the recipe (EDM's
     p_std: float | None = None  # -1.2, 1.2 for images)
+    sigma_data: float = 0.5  # the data's standard deviation that EDM's preconditioning and loss weight assume
     beta_schedule: str = "linear"
     zero_terminal_snr: bool = False
     min_snr_gamma: float = 5.0
@@ -139,6 +140,7 @@ class TrainConfig:
             (0 <= self.label_dropout < 1, f"--label-dropout must be in [0, 1), got {self.label_dropout}"),
             (self.p_mean is None or -10 <= self.p_mean <= 10, f"--p-mean must be in [-10, 10] (ln sigma), got {self.p_mean}"),
             (self.p_std is None or 0 < self.p_std <= 5, f"--p-std must be positive and at most 5, got {self.p_std}"),
+            (0.01 <= self.sigma_data <= 100, f"--sigma-data is the data's standard deviation, in [0.01, 100], got {self.sigma_data}"),
             (self.frame_mask is None or 0 <= self.frame_mask < 1, f"--frame-mask must be in [0, 1), got {self.frame_mask}"),
             (0 <= self.frame_noise < 1, f"--frame-noise is a share of the noise's variance in [0, 1), got {self.frame_noise}"),
             (self.text_noise >= 0, f"--text-noise must be >= 0, got {self.text_noise}"),

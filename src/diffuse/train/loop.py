@@ -106,7 +106,7 @@ def model_config_for(cfg: TrainConfig, ds: ImageDataset, latent_shape: tuple[int
         raise UserError(f"bad --model {cfg.arch} settings: {e}") from None
     pre = PrecondConfig(param=cfg.param, noise_input="log_sigma" if cfg.param == "edm" else "vp_t",  # type: ignore[arg-type]
                         beta_schedule=cfg.beta_schedule, zero_terminal_snr=cfg.zero_terminal_snr,  # type: ignore[arg-type]
-                        frame_noise=cfg.frame_noise)
+                        frame_noise=cfg.frame_noise, sigma_data=cfg.sigma_data)
     latent = {"fingerprint": None, "image_shape": [c, *frames, h, w], "source": latent_source or cfg.latent} if latent_shape else None
     prompts = [caps[int(g)][0] for caps, g in [(ds.captions[0], ds.captions[1][(ds.labels == k).nonzero()[0, 0]])
                                                  for k in range(ds.num_classes)]] if cfg.cond == "text" and ds.captions else []
