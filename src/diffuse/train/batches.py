@@ -1,6 +1,6 @@
 """A run's training data as batches in the network's space, drawn reproducibly from (seed, step): pixels, or a fresh
-posterior sample of each item's latent for a latent run; and the condition of each batch (labels, captions, a low-res
-input). The trainer (loop.py) and the distiller (distill.py) both draw from here.
+posterior sample of each item's latent for a latent run (the posteriors from latent_cache.py); and the condition of
+each batch (labels, captions, a low-res input). The trainer (loop.py) and the distiller (distill.py) both draw from here.
 
 Items are drawn epoch by epoch (each item once per epoch), or, with class weights (``diffuse train --class-weight
 Sandal=3``), with replacement in proportion to their class's weight (PyTorch's WeightedRandomSampler; LVIS's repeat
@@ -8,13 +8,11 @@ factors do the same by epochs): a class the model learns late gets more of the b
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
 from ..cond import Cond
-from ..data import ImageDataset, batch_index, get_batch, step_generator, to_model_space
+from ..data import ImageDataset, batch_index, get_batch, step_generator
 from ..errors import UserError
 from ..guidance import drop_labels
 from ..text.bank import augment, index_cond
@@ -22,18 +20,18 @@ from ..text.bank import augment, index_cond
 
 class Batches:
     """``data(step)`` -> the global batch (x0 [B, *shape], labels [B] or None); ``cond(...)`` -> its condition.
-    ``text``: (caption bank, choices, group of each item) of a text run (bank.training_text); ``codec``: the
-    autoencoder of a latent run (every item's posterior is computed once, here; under bf16 autocast if ``bf16``)."""
+    ``text``: (caption bank, choices, group of each item) of a text run (bank.training_text); ``latents``: the
+    normalised posterior (mean, std) of every item of a latent run (latent_cache.cached_posterior)."""
 
-    def __init__(self, ds: ImageDataset, batch_size: int, seed: int, flip: bool = False, codec: Any = None,
-                 text: tuple | None = None, num_classes: int = 0, superres_factor: int = 0, frame_mask: float = 0.0,
-                 bf16: bool = False, class_weights: dict[str, float] | None = None):
+    def __init__(self, ds: ImageDataset, batch_size: int, seed: int, flip: bool = False,
+                 latents: tuple[torch.Tensor, torch.Tensor] | None = None, text: tuple | None = None, num_classes: int = 0,
+                 superres_factor: int = 0, frame_mask: float = 0.0, class_weights: dict[str, float] | None = None):
         self.ds, self.b, self.seed, self.flip, self.text = ds, batch_size, seed, flip, text
         self.weights = item_weights(ds, class_weights) if class_weights else None  # [N] or None (epochs)
         self._index: tuple[int | None, torch.Tensor | None] = (None, None)  # (step, its items)
         self.frame_mask = frame_mask
         self.num_classes, self.superres_factor = num_classes, superres_factor
-        self.lat = codec.posterior(to_model_space(ds.images), bf16=bf16) if codec is not None else None  # normalised (mean, std)
+        self.lat = latents
 
     def index(self, step: int) -> torch.Tensor:
         """The dataset items [B] of batch ``step``: the epoch walk, or a weighted draw from (seed, step). Kept for the

@@ -42,6 +42,7 @@ from ..model import RUN_FORMAT, ModelConfig, build_denoiser, load_model, read_ru
 from ..noise import color
 from ..precond import Precond
 from .batches import Batches
+from .latent_cache import cached_posterior
 from .config import TrainConfig
 from .ema import ema_beta, ema_update
 from .state import load_state, memory_layout, save_state
@@ -199,7 +200,8 @@ def _distill(cfg: DistillConfig, run: Path, resume: bool, progress, device: torc
         text = training_text(ds, tcfg_train)
     nc = tcfg.num_classes
     batch_index(len(ds), cfg.batch_size, 0, cfg.seed)  # a batch larger than the data is refused before anything is written
-    batches = Batches(ds, cfg.batch_size, cfg.seed, False, codec, text, nc, bf16=use_bf16(cfg.precision, device))
+    latents = cached_posterior(codec, ds.images, use_bf16(cfg.precision, device), say=log) if codec is not None else None
+    batches = Batches(ds, cfg.batch_size, cfg.seed, False, latents, text, nc)
     mcfg = replace(tcfg, consistency={"sigma_min": teacher_model.sigma_range[0], "guidance": w, "steps": 2, "sigmas": {},
                                       "teacher": str(teacher_dir.resolve()), "method": cfg.method, "grid": cfg.grid})
     if mode != "fresh":

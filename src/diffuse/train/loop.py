@@ -39,6 +39,7 @@ from ..text.retrieval import save_training_captions
 from ..precond import Precond, PrecondConfig
 from . import dist as D
 from .batches import Batches, item_weights
+from .latent_cache import cached_posterior
 from .state import load_state, memory_layout, save_state
 from .config import TrainConfig, lr_at
 from .ema import ema_beta, ema_update
@@ -240,8 +241,9 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: Callable[[dict],
     if text is not None and d.is_writer:  # for nearest-caption conditioning at sampling time (text/retrieval.py)
         save_training_captions(run, text[0])
     grid_extra = _grid_conditions(mcfg, ds, text, mod)
-    batches = Batches(ds, b, cfg.seed, cfg.flip, codec, text, nc, cfg.superres_factor if cfg.task == "superres" else 0,
-                      cfg.frame_mask or 0.0, bf16, cfg.class_weights)
+    latents = cached_posterior(codec, ds.images, bf16, write=d.is_writer, say=say) if codec is not None else None
+    batches = Batches(ds, b, cfg.seed, cfg.flip, latents, text, nc, cfg.superres_factor if cfg.task == "superres" else 0,
+                      cfg.frame_mask or 0.0, cfg.class_weights)
     step, nimg, seconds = 0, 0, 0.0
     clock = CheckpointClock(cfg.checkpoint_every, cfg.checkpoint_minutes)
     if mode == "resume":
