@@ -124,7 +124,7 @@ def main() -> None:
     print("held-out prompts, e.g.:", "; ".join(prompts[:4]))
     scfg = SampleConfig(sampler=args.sampler, churn=args.churn, steps=args.steps, guidance=args.guidance, guidance_interval=parse_interval(args.guidance_interval),
                         apg=parse_projection(args.apg), seed=args.seed)
-    tag = f"guidance {scfg.guidance_for(True, text=True):g}, {args.steps} steps"
+    tag = f"guidance {scfg.guidance_for(True, text=mcfg.cond == 'text'):g}, {args.steps} steps"
     tag += f", {args.sampler}" if args.sampler else ""
     tag += f", churn {args.churn:g}" if args.churn else ""
     tag += f", seed {args.seed}" if args.seed else ""
@@ -132,14 +132,20 @@ def main() -> None:
     if scfg.guidance_interval is not None:
         tag += f", interval {args.guidance_interval}"
     tag += f", apg {args.apg}" if args.apg else ""
-    for snap in (False,) if args.quick else (True,) if args.snapped_only else (False, True):
+    if mcfg.cond == "class":  # a (class, direction) model: the labels asked, no words (what the text path costs)
+        t0 = time.time()
+        x = generate(model, n, scfg, labels=want_c * 8 + want_d)
+        rows.append(row(judge, f"class labels ({tag})", to_uint8(x), want_c, want_d, ref,
+                        by_object=True))
+        print(f"  {time.time() - t0:.0f} s to sample {n}", flush=True)
+    for snap in () if mcfg.cond == "class" else (False,) if args.quick else (True,) if args.snapped_only else (False, True):
         texts, _ = snap_prompts(prompts, args.run, mcfg, snap)
         t0 = time.time()
         x = generate(model, n, scfg, text=per_sample_text(texts, mcfg.text_encoder))
         label = f"text, held-out phrasings{', snapped' if snap else ', raw'} ({tag})"
         rows.append(row(judge, label, to_uint8(x), want_c, want_d, ref, by_object=True))
         print(f"  {time.time() - t0:.0f} s to sample {n}", flush=True)
-    if args.quick or args.snapped_only:
+    if args.quick or args.snapped_only or mcfg.cond == "class":
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
         return

@@ -37,14 +37,21 @@ DEFAULT_TEXT_GUIDANCE = 3.0
 MAX_STEPS = 10_000
 
 
+def _numbers(value: Any, counts: range) -> tuple[float, ...]:
+    """``"A,B,..."`` or a sequence as floats, as many as ``counts`` allows (TypeError or ValueError otherwise)."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    if len(parts) not in counts:
+        raise ValueError
+    return tuple(float(v) for v in parts)
+
+
 def parse_interval(value: Any) -> tuple[float, float] | None:
     """``"LO,HI"`` (``--guidance-interval``) or a pair (``Run.sample(guidance_interval=)``) as two floats;
     SampleConfig.validate checks their values."""
     if value is None:
         return None
-    parts = value.split(",") if isinstance(value, str) else value
     try:
-        lo, hi = (float(v) for v in parts)
+        lo, hi = _numbers(value, range(2, 3))
     except (TypeError, ValueError):
         raise UserError(f"--guidance-interval (guidance_interval) must be LO,HI, two numbers (e.g. 0.3,5), got {value!r}") from None
     return lo, hi
@@ -53,14 +60,10 @@ def parse_interval(value: Any) -> tuple[float, float] | None:
 def parse_projection(value: Any) -> Projection | None:
     """``"ETA[,RESCALE[,MOMENTUM]]"`` (``--apg``), a sequence of up to three numbers or a Projection
     (``Run.sample(apg=)``) as adaptive projected guidance's settings (guidance.Projection), checked."""
-    if value is None or isinstance(value, Projection):
-        return value.check() if isinstance(value, Projection) else None
-    parts = value.split(",") if isinstance(value, str) else list(value)
+    if value is None:
+        return None
     try:
-        if not 1 <= len(parts) <= 3:
-            raise ValueError
-        p = Projection(*(float(v) for v in parts))
-        return p.check()
+        return (value if isinstance(value, Projection) else Projection(*_numbers(value, range(1, 4)))).check()
     except (TypeError, ValueError) as e:
         why = f": {e}" if str(e) else ""
         raise UserError(f"--apg (apg) must be ETA[,RESCALE[,MOMENTUM]] (e.g. 0 or 0,4,-0.5), got {value!r}{why}") from None
