@@ -72,7 +72,7 @@ def _read(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, t
                 raise ValueError(f"a tensor is {tuple(t.shape)} {t.dtype} or not finite, expected {shape} float32")
         if not bool((std >= 0).all()):
             raise ValueError("a negative standard deviation")
-    except Exception as e:  # noqa: BLE001 (a damaged cache file of any kind is encoded again, never fatal)
+    except (UserError, ValueError, OSError) as e:  # unreadable, not safetensors, or not what its name promises
         _warn(f"warning: the latent cache {path} is damaged ({str(e)[:120]}); encoding again")
         return None
     os.utime(path)  # recently used: the last to be evicted
