@@ -87,9 +87,16 @@ def test_bad_calls_are_one_line_errors(runs):
                            ({"init": b"not an image"}, "cannot read"), ({"init": 3.5}, "expected a PIL image"),
                            ({"sampler": "nope"}, "unknown sampler"), ({"guidance_interval": "x"}, "guidance_interval"),
                            ({"guidance_interval": (3, 1)}, "--guidance-interval"), ({"apg": "x"}, "ETA"),
-                           ({"apg": (0, -1)}, "RESCALE >= 0"), ({"apg": "0,1,2,3"}, "--apg")):
+                           ({"apg": (0, -1)}, "RESCALE >= 0"), ({"apg": "0,1,2,3"}, "--apg"),
+                           # shaping a guidance that is not applied would change nothing: refused, not ignored
+                           ({"apg": "0", "guidance": 1.0}, "--apg shapes classifier-free guidance, and --guidance 1"),
+                           ({"guidance_interval": (0, 5), "guidance": 1.0}, "--guidance-interval shapes")):
         with pytest.raises((UserError, ValueError), match=needle):
             run.sample(**kwargs)
+    with pytest.raises(UserError, match="--negative-prompt acts through classifier-free guidance, and --guidance 1"):
+        runs["text"].sample(prompt="a three", negative_prompt="a seven", guidance=1.0, n=1, steps=2)
+    for guidance in (0.0, 2.0):  # the same flags where a guidance applies are accepted (guidance 0: the null branch)
+        assert run.sample(apg="0", guidance_interval=(0, 5), guidance=guidance, n=1, steps=2).x.shape[0] == 1
     with pytest.raises(UserError, match="not found"):
         diffuse.load("/nonexistent/run")
     assert as_images(np.zeros((8, 8, 3), np.uint8), 1).shape == (1, 1, 8, 8)

@@ -76,6 +76,9 @@ def test_unconditional_model_rejects_guidance_and_label(tmp_path):
     diffuse("train", "--data", "digits", "--steps", "2", "--batch-size", "16", "--out", out)
     one_line_error(diffuse("sample", out, "--guidance", "3", "--out", tmp_path / "a.png", check=False), "unconditional")
     one_line_error(diffuse("sample", out, "--label", "1", "--out", tmp_path / "a.png", check=False), "unconditional")
+    for flag, value in (("--apg", "0"), ("--guidance-interval", "0.3,5")):
+        one_line_error(diffuse("sample", out, flag, value, "--out", tmp_path / "a.png", check=False), "this model is unconditional")
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_checkpoint_from_another_model(run, tmp_path):

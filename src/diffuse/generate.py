@@ -115,6 +115,11 @@ class SampleConfig:
             lo, hi = self.guidance_interval
             if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
                 raise UserError(f"--guidance-interval must be LO,HI with 0 <= LO < HI (noise levels sigma), got {lo:g},{hi:g}")
+        shaping = [f for f, v in (("--guidance-interval", self.guidance_interval), ("--apg", self.apg)) if v is not None]
+        if shaping and self.guidance_for(conditional) == 1.0:  # (a distilled run's built-in guidance: for_model refuses)
+            raise UserError(f"{shaping[0]} shapes classifier-free guidance, and "
+                            + ("this model is unconditional" if not conditional else "--guidance 1 applies none")
+                            + ": it would change nothing" + (" (give --guidance W other than 1)" if conditional else ""))
 
     def for_model(self, model: Any) -> "SampleConfig":
         """This config with the model's defaults in place of None: DPM-Solver++(2M) at 10 steps, or for a distilled run
@@ -299,6 +304,10 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
             edit = edit.in_latent_space(codec)
     if negative is not None and text is None:
         raise UserError("a negative prompt needs a text model")
+    if negative is not None and cfg.guidance_for(True, text=True) == 1.0:  # it stands in guidance's unconditional branch
+        raise UserError("--negative-prompt acts through classifier-free guidance, and "
+                        + (f"this run has its guidance ({cfg.built_in_guidance:g}) built in" if cfg.built_in_guidance is not None
+                           else "--guidance 1 applies none") + ": it would change nothing")
     gw = cfg.guidance_for(True, text=text is not None) if (text is not None or num_classes) else 1.0
     sampler = get_sampler(cfg.sampler)
     share = model.cfg.frame_noise  # the noise the model was trained on: white (0) or shared across frames (noise.py)
