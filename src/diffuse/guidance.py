@@ -62,10 +62,10 @@ class Projection:
 def projected_update(delta: torch.Tensor, d_cond: torch.Tensor, p: Projection) -> torch.Tensor:
     """APG's update from the guidance difference ``delta`` (momentum already applied) and the conditional
     prediction, per item [B, ...]: capped at norm ``p.rescale``, then its part along ``d_cond`` weighted by ``p.eta``."""
-    flat = delta.flatten(1).double()
+    flat = delta.flatten(1).float()  # (float32, not float64: MPS has no float64)
     if p.rescale > 0:
         flat = flat * (p.rescale / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)).clamp(max=1.0)
-    u = torch.nn.functional.normalize(d_cond.flatten(1).double(), dim=1)
+    u = torch.nn.functional.normalize(d_cond.flatten(1).float(), dim=1)
     par = (flat * u).sum(dim=1, keepdim=True) * u
     return (flat - par + p.eta * par).to(delta.dtype).view_as(delta)
 
@@ -80,12 +80,12 @@ def cfg(denoiser: Denoiser, w: float, null_cond: Callable[[Any], Any],
     state: dict[str, Any] = {"sigma": None, "avg": None}
 
     def apg_update(d_cond: torch.Tensor, d_null: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        delta, s = d_cond - d_null, float(sigma.reshape(-1).max())
-        if apg.momentum:
-            restart = state["avg"] is None or state["sigma"] is None or s > state["sigma"] or state["avg"].shape != delta.shape
+        delta = d_cond - d_null
+        if apg.momentum:  # (no state otherwise, and no host sync for sigma)
+            s = float(sigma.reshape(-1).max())
+            restart = state["avg"] is None or s > state["sigma"] or state["avg"].shape != delta.shape
             delta = delta if restart else delta + apg.momentum * state["avg"]
-            state["avg"] = delta
-        state["sigma"] = s
+            state["avg"], state["sigma"] = delta, s
         return projected_update(delta, d_cond, apg)
 
     def guided(x: torch.Tensor, sigma: torch.Tensor, cond: Any = None) -> torch.Tensor:
