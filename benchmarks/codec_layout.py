@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffuse.autoencoder import load_codec, read_ae_config  # noqa: E402
+from diffuse.codecs.autoencoder import load_codec, read_ae_config  # noqa: E402
 from diffuse.data import load_dataset, to_model_space  # noqa: E402
 
 

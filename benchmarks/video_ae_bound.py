@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffuse.autoencoder import load_codec  # noqa: E402
+from diffuse.codecs.autoencoder import load_codec  # noqa: E402
 from diffuse.metrics.video import VideoJudge  # noqa: E402
 from diffuse.pixels import to_model_space, to_uint8  # noqa: E402
 

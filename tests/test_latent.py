@@ -6,7 +6,7 @@ import pytest
 import torch
 from cli_helpers import diffuse, one_line_error
 
-from diffuse.autoencoder import AE_PRESETS, AEConfig, Autoencoder, load_codec
+from diffuse.codecs.autoencoder import AE_PRESETS, AEConfig, Autoencoder, load_codec
 from diffuse.data import load_dataset, to_model_space
 from diffuse.editing import Edit
 from diffuse.generate import SampleConfig, generate_uint8
@@ -30,7 +30,7 @@ def test_autoencoder_shapes(name, size):
 def test_autoencoder_takes_items_of_any_rank(channels, shape, name):
     """A wave-like 1-D signal, a non-square log-mel, a clip of frames: each axis shrinks by the preset's factor, and
     the space-to-depth fold is undone exactly (it is pixel_unshuffle for rank 2)."""
-    from diffuse.autoencoder import patchify, unpatchify
+    from diffuse.codecs.autoencoder import patchify, unpatchify
 
     cfg = AEConfig(**{**AE_PRESETS[name], "shape": shape, "in_channels": channels, "patch_size": 2})
     ae = Autoencoder(cfg)
@@ -46,7 +46,7 @@ def test_autoencoder_takes_items_of_any_rank(channels, shape, name):
 def test_square_items_given_as_a_shape_are_the_old_autoencoder():
     """shape=(s, s) builds the same network as image_size=s (weights load across, outputs equal), and autoencoders
     recorded before shapes existed keep their fingerprint."""
-    from diffuse.autoencoder import fingerprint
+    from diffuse.codecs.autoencoder import fingerprint
 
     old = AEConfig(**{**AE_PRESETS["f8"], "image_size": 16})
     new = AEConfig(**{**AE_PRESETS["f8"], "shape": (16, 16)})

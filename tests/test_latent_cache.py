@@ -5,7 +5,7 @@ import pytest
 import torch
 from cli_helpers import diffuse, one_line_error
 
-from diffuse.autoencoder import AE_PRESETS, AEConfig, Autoencoder, LatentCodec
+from diffuse.codecs.autoencoder import AE_PRESETS, AEConfig, Autoencoder, LatentCodec
 from diffuse.cache import cache_dir
 from diffuse.data import load_dataset, to_model_space
 from diffuse.errors import UserError

@@ -247,7 +247,7 @@ def test_python_api_and_the_serve_job_queue_make_gifs(video_run, tmp_path):
 
 
 def test_a_per_frame_autoencoder_codes_every_frame_alone_with_the_2d_autoencoder():
-    from diffuse.autoencoder import AE_PRESETS, AEConfig, Autoencoder, fingerprint
+    from diffuse.codecs.autoencoder import AE_PRESETS, AEConfig, Autoencoder, fingerprint
 
     cfg = AEConfig(**AE_PRESETS["f2"], shape=(8, 16, 16), per_frame=True)
     ae = Autoencoder(cfg).eval()
@@ -272,7 +272,7 @@ def test_a_per_frame_autoencoder_codes_every_frame_alone_with_the_2d_autoencoder
 def test_the_posterior_of_clips_is_batched_by_frames_and_bf16_stays_close_to_fp32():
     """A latent run encodes its training set once (train/batches.py): per-frame clips are batched by frame count, which
     must not change a value, and bf16 autocast (the AMX / GPU path) stays within bf16's rounding of float32."""
-    from diffuse.autoencoder import AE_PRESETS, AEConfig, Autoencoder, LatentCodec
+    from diffuse.codecs.autoencoder import AE_PRESETS, AEConfig, Autoencoder, LatentCodec
 
     torch.manual_seed(0)
     ae = Autoencoder(AEConfig(**AE_PRESETS["f2"], shape=(8, 16, 16), per_frame=True)).eval()

@@ -69,7 +69,7 @@ class Edit:
             raise UserError("--resample needs --mask (it is RePaint's inpainting schedule)")
 
     def in_latent_space(self, codec: Any) -> "Edit":
-        """This edit for a latent model (autoencoder.LatentCodec): the init encoded to its latent; the mask shrunk
+        """This edit for a latent model (codecs.autoencoder.LatentCodec): the init encoded to its latent; the mask shrunk
         to the latent grid, keeping only latent cells whose pixels are all known, so generated latents may
         overlap the known border (blended latent diffusion, Avrahami et al. 2023, Sec. 3); ``finish`` pastes
         the known pixels back after decoding."""

@@ -169,7 +169,7 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Preco
 
 def run_codec(run_dir: Path, cfg: ModelConfig, device: str | torch.device = "cpu"):
     """The autoencoder a latent run was trained with (RUN/autoencoder/), checked against the run's record."""
-    from .autoencoder import load_codec
+    from .codecs.autoencoder import load_codec
 
     codec = load_codec(Path(run_dir) / "autoencoder", device)
     if codec.fingerprint != cfg.latent["fingerprint"] or tuple(codec.latent_shape) != cfg.net_shape:

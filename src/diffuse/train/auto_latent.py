@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..autoencoder import AE_FORMAT
+from ..codecs.autoencoder import AE_FORMAT
 from ..cache import cache_dir
 from ..errors import UserError
 

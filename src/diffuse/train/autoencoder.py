@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..autoencoder import AE_FORMAT, AE_PRESETS, CONV, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
+from ..codecs.autoencoder import AE_FORMAT, AE_PRESETS, CONV, AEConfig, Autoencoder, ae_config_from, fingerprint, read_ae_config
 from ..checkpoint import load_into, load_optimizer, load_tensors, open_log, refuse_non_finite, save_tensors, write_json
 from ..data import ImageDataset, batch_index, load_dataset, resize_dataset, resize_images, step_generator, to_model_space, to_uint8
 from ..errors import UserError

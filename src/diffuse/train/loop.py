@@ -148,7 +148,7 @@ def _codec(cfg: TrainConfig, ds: ImageDataset, latent_dir: Path | None, device: 
     """The autoencoder of a latent run, checked against the data; else None."""
     if latent_dir is None:
         return None
-    from ..autoencoder import load_codec
+    from ..codecs.autoencoder import load_codec
 
     codec = load_codec(latent_dir, device)
     if tuple(codec.image_shape) != tuple(ds.shape):

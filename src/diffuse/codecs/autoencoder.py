@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_into, load_tensors, read_json
-from .errors import UserError
+from ..checkpoint import load_into, load_tensors, read_json
+from ..errors import UserError
 
 AE_FORMAT = "diffuse-autoencoder/1"
 
@@ -330,7 +330,7 @@ def read_ae_config(ae_dir: Path) -> dict[str, Any]:
 
 def ae_config_from(d: dict[str, Any], source: Path) -> AEConfig:
     """The autoencoder's config from its JSON, every field's type checked (typed.py)."""
-    from .typed import from_json
+    from ..typed import from_json
 
     return from_json(AEConfig, d, f"{source} (model)")
 
