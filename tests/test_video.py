@@ -219,6 +219,30 @@ def test_video_training_refuses_what_would_break_the_clips(tmp_path, capsys):
     one_line_error_in_process(capsys, "without --flip", *base, "--flip")
     one_line_error_in_process(capsys, "--attention and --temporal-patch are for video data", "train", "--data", "digits",
                               "--model", "dit", "--attention", "divided", "--steps", "1", "--out", tmp_path / "d")
+    for flag, bad in (("--patch-size", "0"), ("--patch-size", "-2"), ("--temporal-patch", "0"), ("--dropout", "1")):
+        one_line_error_in_process(capsys, f"{flag} must be", *base, "--model", "dit", flag, bad)
+    one_line_error_in_process(capsys, "not divisible by the DiT patch_size 3", *base, "--model", "dit", "--patch-size", "3")
+    assert not (tmp_path / "r").exists()
+
+
+def test_patch_size_sets_the_tokens(tmp_path):
+    """--patch-size 1 with 4-frame tubelets: a 4 x 16 x 16 clip is 1 x 16 x 16 tokens (the preset's 4x4 patches: 16);
+    the run saves it and samples clips of the data's shape."""
+    import json
+
+    from cli_helpers import diffuse
+
+    from diffuse.model import load_model
+
+    run = tmp_path / "p1"
+    diffuse("train", "--data", "moving-digits:frames=4", "--cond", "class", "--preset", "tiny", "--patch-size", "1", "--temporal-patch",
+            "4", "--steps", "2", "--batch-size", "4", "--sample-every", "1000", "--out", run)
+    net = json.loads((run / "config.json").read_text())["model"]["net"]
+    assert (net["patch_size"], net["temporal_patch"]) == (1, 4)
+    model, _ = load_model(run)
+    assert model.net.cfg.tokens * model.net.cfg.frames // model.net.cfg.temporal_patch == 256
+    diffuse("sample", run, "--n", "2", "--steps", "2", "--out", tmp_path / "c.npz")
+    assert np.load(tmp_path / "c.npz")["videos"].shape[:2] == (2, 4)
 
 
 def test_python_api_and_the_serve_job_queue_make_gifs(video_run, tmp_path):

@@ -35,6 +35,9 @@ def train(
     attention: Optional[str] = typer.Option(None, help="video DiT: joint (all tokens) | divided (blocks alternate spatial "
                                                        "and temporal attention); default from the preset"),
     temporal_patch: Optional[int] = typer.Option(None, help="video DiT: frames per tubelet (default from the preset)"),
+    patch_size: Optional[int] = typer.Option(None, help="pixels (or latent positions) per patch side: the DiT's tokens, the "
+                                                        "U-Net's space-to-depth (default from the preset; on latents 1, "
+                                                        "2 for clips)"),
     frame_mask: Optional[float] = typer.Option(None, help="video: share of clips trained with their first 1..T/2 frames given, "
                                                          "for image-to-video and continuation (default 0.25; 0 = off)"),
     frame_noise: float = typer.Option(0.0, help="video: share of the noise's variance that every frame shares (PYoCo's "
@@ -83,7 +86,7 @@ def train(
 
     from .data import modality_name
 
-    given = {"dropout": dropout, "attention": attention, "temporal_patch": temporal_patch}
+    given = {"dropout": dropout, "attention": attention, "temporal_patch": temporal_patch, "patch_size": patch_size}
     overrides = {k: v for k, v in given.items() if v is not None}
     model = model or ("dit" if modality_name(data) == "video" else "unet")
     out = out or f"runs/{Path(data).name if data not in ('digits', 'fashion-mnist') else data}"

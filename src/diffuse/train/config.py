@@ -151,6 +151,9 @@ class TrainConfig:
             (0 < self.ema_rampup_ratio <= 1, f"--ema-rampup is a share of the images seen, in (0, 1], got {self.ema_rampup_ratio}"),
             (min(self.log_every, self.sample_every, self.checkpoint_every) > 0, "--log-every, --sample-every and --checkpoint-every must be positive"),
             (self.precision in ("auto", "bf16", "fp32"), f"--precision must be auto, bf16 or fp32, got {self.precision!r}"),
+            *[(type(v) is int and v >= 1, f"--{k.replace('_', '-')} must be a positive integer, got {v!r}")
+              for k, v in self.net_overrides.items() if k in ("patch_size", "temporal_patch")],
+            (type(d := self.net_overrides.get("dropout", 0.0)) in (int, float) and 0 <= d < 1, f"--dropout must be in [0, 1), got {d!r}"),
         ]
         for ok, msg in checks:
             if not ok:
