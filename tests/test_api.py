@@ -95,6 +95,13 @@ def test_bad_calls_are_one_line_errors(runs):
             run.sample(**kwargs)
     with pytest.raises(UserError, match="--negative-prompt acts through classifier-free guidance, and --guidance 1"):
         runs["text"].sample(prompt="a three", negative_prompt="a seven", guidance=1.0, n=1, steps=2)
+    text_model = runs["text"].model
+    text_model.consistency = {"guidance": 3.0, "steps": 2}  # as a distilled run's record (distill.py): guidance built in
+    try:
+        with pytest.raises(UserError, match=r"this run has its guidance \(3\) built in: it would change nothing"):
+            runs["text"].sample(prompt="a three", negative_prompt="a seven", n=1)
+    finally:
+        del text_model.consistency
     for guidance in (0.0, 2.0):  # the same flags where a guidance applies are accepted (guidance 0: the null branch)
         assert run.sample(apg="0", guidance_interval=(0, 5), guidance=guidance, n=1, steps=2).x.shape[0] == 1
     with pytest.raises(UserError, match="not found"):
