@@ -304,15 +304,15 @@ def generate(model: Precond, n: int, cfg: SampleConfig, labels: torch.Tensor | N
             edit = edit.in_latent_space(codec)
     if negative is not None and text is None:
         raise UserError("a negative prompt needs a text model")
-    if negative is not None and cfg.guidance_for(True, text=True) == 1.0:  # it stands in guidance's unconditional branch
+    gw = cfg.guidance_for(True, text=text is not None) if (text is not None or num_classes) else 1.0
+    if negative is not None and gw == 1.0:  # it stands in guidance's unconditional branch
         raise UserError("--negative-prompt acts through classifier-free guidance, and "
                         + (f"this run has its guidance ({cfg.built_in_guidance:g}) built in" if cfg.built_in_guidance is not None
                            else "--guidance 1 applies none") + ": it would change nothing")
-    gw = cfg.guidance_for(True, text=text is not None) if (text is not None or num_classes) else 1.0
     sampler = get_sampler(cfg.sampler)
     share = model.cfg.frame_noise  # the noise the model was trained on: white (0) or shared across frames (noise.py)
     bf16 = use_bf16(cfg.precision, device)
-    guided = (text is not None or bool(num_classes)) and cfg.guidance_for(True, text=text is not None) not in (0.0, 1.0)
+    guided = gw not in (0.0, 1.0)  # two forward passes a step (the memory check's batch)
     def cond_of(rows: slice) -> Cond:
         return Cond(index_cond(labels, rows), index_cond(text, rows)).to(device)
 
